@@ -1,0 +1,60 @@
+# Cross-Attention is Half Explanation: research compendium.
+# `make reproduce` runs everything on the default profile; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= default
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data reproduce notebooks nb test test-fast bench lab clean distclean
+
+help: ## this menu
+	@echo "Targets (PROFILE=$(PROFILE); set PROFILE=smoke|default|paper):"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "Assets go to data/ unless CROSSATTN_SALIENCY_CACHE names another folder."
+
+$(STAMP): requirements.txt lib/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e lib
+	touch $(STAMP)
+
+setup: $(STAMP) ## virtual environment with pinned dependencies and the package (idempotent)
+
+data: setup ## build the test sets of PROFILE (system packages via data/install_system_deps.sh)
+	bash data/install_system_deps.sh
+	$(PY) -m crossattn_saliency.data build --profile $(PROFILE)
+
+reproduce: setup data notebooks ## everything: setup, data, every notebook in order (PROFILE=default)
+
+notebooks: setup ## run every numbered notebook in order through papermill
+	@for nb in $(NOTEBOOKS); do \
+	  $(MAKE) --no-print-directory nb NB=$$(basename $$nb | cut -c1-2) PROFILE=$(PROFILE) || exit 1; \
+	done
+
+nb: setup ## rerun one notebook from cached results, e.g. make nb NB=03
+	@test -n "$(NB)" || (echo "usage: make nb NB=03 [PROFILE=default]"; exit 2)
+	$(PY) -m crossattn_saliency.run_notebook $(NB) --profile $(PROFILE)
+
+test: setup ## the test suite (unit, integration on real models/audio, notebook smoke runs)
+	bash data/install_system_deps.sh
+	$(PY) -m crossattn_saliency.data build --profile smoke
+	$(PY) -m pytest -q
+
+test-fast: setup ## unit tests only (no real models, no notebooks)
+	$(PY) -m pytest -q -m "not integration and not notebooks"
+
+bench: setup ## SPES throughput and bf16-vs-fp32 figures -> results/bench/
+	$(PY) -m crossattn_saliency.bench --out results/bench
+
+lab: setup ## JupyterLab on the notebooks
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean: ## remove caches of intermediate results (keeps committed tables/figures)
+	rm -rf results/cache results/profiles .pytest_cache
+
+distclean: clean ## also remove the virtual environment and derived assets under data/
+	rm -rf $(VENV) data/models data/sets data/sources

@@ -1,0 +1,222 @@
+"""Paths and run profiles: the one place where configuration lives.
+
+Paths
+-----
+* ``repo_root()``: the compendium checkout (``notebooks/``, ``results/`` ...).
+* ``assets_dir()``: derived, downloaded or converted assets (converted models,
+  built test sets, unpacked source packages). Defaults to ``<repo>/data``; the
+  environment variable ``CROSSATTN_SALIENCY_CACHE`` moves it elsewhere (CI uses
+  it so that a clean clone reuses assets built by an earlier run).
+* ``results_dir()``: committed tables and figures; ``cache_dir(profile)`` holds
+  the large intermediate results of one profile (gitignored).
+
+Profiles
+--------
+``smoke`` (seconds per notebook, for tests), ``default`` (the embedded offline run
+on a 2-core CPU) and ``paper`` (the study's settings, for a GPU). Notebooks take
+``profile`` plus overrides as papermill parameters and call :func:`get_profile`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_CACHE = "CROSSATTN_SALIENCY_CACHE"
+ENV_ROOT = "CROSSATTN_SALIENCY_ROOT"
+
+
+def repo_root() -> Path:
+    """The compendium's root folder (holds ``notebooks/`` and ``results/``)."""
+    if os.environ.get(ENV_ROOT):
+        return Path(os.environ[ENV_ROOT]).resolve()
+    here = Path(__file__).resolve().parents[2]
+    if (here / "notebooks").is_dir() or (here / "Makefile").is_file():
+        return here
+    return Path.cwd().resolve()
+
+
+def assets_dir() -> Path:
+    """Folder for derived assets (models, test sets, unpacked sources)."""
+    env = os.environ.get(ENV_CACHE)
+    path = Path(env).expanduser().resolve() if env else repo_root() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def models_dir() -> Path:
+    """Converted ``transformers`` models, one folder per model name."""
+    return assets_dir() / "models"
+
+
+def sets_dir() -> Path:
+    """Built test sets (``datasets`` folders), one per set name."""
+    return assets_dir() / "sets"
+
+
+def sources_dir() -> Path:
+    """Unpacked source packages the test sets are built from."""
+    return assets_dir() / "sources"
+
+
+def results_dir() -> Path:
+    """Committed reference results: ``tables/``, ``figures/``, ``bench/``, notebooks."""
+    return repo_root() / "results"
+
+
+def output_dir(profile: str, kind: str = "") -> Path:
+    """Where a profile's tables/figures go: ``results/<kind>`` for the committed
+    ``default`` profile, ``results/profiles/<profile>/<kind>`` (gitignored) otherwise,
+    so test and paper runs never overwrite the reference results."""
+    base = results_dir() if profile == "default" else results_dir() / "profiles" / profile
+    path = base / kind if kind else base
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir(profile: str) -> Path:
+    """Large intermediate results (hypotheses, attention, saliency) of one profile."""
+    return results_dir() / "cache" / profile
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One model x test set x task combination that the study evaluates.
+
+    ``task`` is ``"transcribe"`` (ASR) or ``"translate"`` (speech translation
+    into English); ``language`` is the source language code.
+    """
+
+    model: str
+    dataset: str
+    task: str
+    language: str
+
+    @property
+    def name(self) -> str:
+        kind = "asr" if self.task == "transcribe" else "st"
+        return f"{self.model}__{self.dataset}__{kind}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """All knobs of one run; notebooks receive ``name`` and overrides."""
+
+    name: str
+    #: utterances per test set (``None`` = all)
+    set_sizes: Mapping[str, int | None]
+    conditions: tuple[Condition, ...]
+    seed: int = 0
+    #: decoding of hypotheses (the study: beam 5)
+    beam_size: int = 5
+    #: inference dtype on CPU/GPU for SPES ("bfloat16" or "float32")
+    dtype: str = "bfloat16"
+    device: str = "cpu"
+    #: SPES on the input spectrogram
+    spes_perturbations: int = 20000
+    spes_batch_size: int = 16
+    #: utterances per condition that get saliency maps (``None`` = all)
+    saliency_utterances: int | None = None
+    #: SPES on the encoder output
+    spes_h_perturbations: int = 20000
+    #: deletion: step in percent and decoding beam
+    deletion_step: int = 5
+    deletion_beam: int = 5
+    deletion_utterances: int | None = None
+    #: convergence study: utterances per model and largest budget
+    convergence_utterances: int = 2
+    convergence_budget: int = 20000
+    #: bootstrap resamples for confidence intervals
+    n_bootstrap: int = 1000
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_overrides(self, **overrides: Any) -> "Profile":
+        """A copy with some fields replaced; unknown names raise ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown profile field(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)
+
+    def conditions_for(self, model: str | None = None, dataset: str | None = None) -> list[Condition]:
+        return [c for c in self.conditions
+                if (model is None or c.model == model) and (dataset is None or c.dataset == dataset)]
+
+
+SETS = ("en-real", "en-tts", "it-tts", "nl-real", "cs-real")
+
+_CONDITIONS = (
+    Condition("whisper-tiny.en", "en-real", "transcribe", "en"),
+    Condition("whisper-tiny.en", "en-tts", "transcribe", "en"),
+    Condition("whisper-base", "en-real", "transcribe", "en"),
+    Condition("whisper-base", "en-tts", "transcribe", "en"),
+    Condition("whisper-base", "it-tts", "transcribe", "it"),
+    Condition("whisper-base", "it-tts", "translate", "it"),
+    Condition("whisper-base", "nl-real", "transcribe", "nl"),
+    Condition("whisper-base", "nl-real", "translate", "nl"),
+    Condition("whisper-base", "cs-real", "transcribe", "cs"),
+    Condition("whisper-base", "cs-real", "translate", "cs"),
+)
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        set_sizes={s: 2 for s in SETS},
+        conditions=_CONDITIONS,
+        beam_size=1,
+        spes_perturbations=32,
+        spes_batch_size=8,
+        saliency_utterances=1,
+        spes_h_perturbations=64,
+        deletion_step=25,
+        deletion_beam=1,
+        deletion_utterances=1,
+        convergence_utterances=1,
+        convergence_budget=64,
+        n_bootstrap=100,
+    ),
+    "default": Profile(
+        name="default",
+        set_sizes={"en-real": 24, "en-tts": 16, "it-tts": 16, "nl-real": 12, "cs-real": 12},
+        conditions=_CONDITIONS,
+        beam_size=5,
+        spes_perturbations=1000,
+        spes_batch_size=16,
+        saliency_utterances=4,
+        spes_h_perturbations=2000,
+        deletion_step=10,
+        deletion_beam=1,
+        deletion_utterances=3,
+        convergence_utterances=1,
+        convergence_budget=4000,
+        n_bootstrap=1000,
+    ),
+    "paper": Profile(
+        name="paper",
+        set_sizes={s: None for s in SETS},
+        conditions=_CONDITIONS,
+        beam_size=5,
+        dtype="float32",
+        device="cuda",
+        spes_perturbations=20000,
+        spes_batch_size=128,
+        saliency_utterances=None,
+        spes_h_perturbations=20000,
+        deletion_step=5,
+        deletion_beam=5,
+        deletion_utterances=None,
+        convergence_utterances=4,
+        convergence_budget=20000,
+        n_bootstrap=2000,
+    ),
+}
+
+
+def get_profile(name: str = "default", **overrides: Any) -> Profile:
+    """The named profile with papermill overrides applied (``None`` values ignored)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return PROFILES[name].with_overrides(**overrides) if overrides else PROFILES[name]

@@ -1,0 +1,62 @@
+"""Run one numbered notebook through papermill: ``python -m crossattn_saliency.run_notebook 03``.
+
+The executed copy (with its outputs) is written to ``results/notebooks/`` for the
+default profile and under ``results/profiles/<profile>/notebooks/`` otherwise.
+Overrides of profile fields go in as JSON: ``--set spes_perturbations=500``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import config
+
+
+def find_notebook(number: str) -> Path:
+    """``notebooks/<NN>_*.ipynb`` for a two-digit number (``"3"`` means ``"03"``)."""
+    nb_dir = config.repo_root() / "notebooks"
+    matches = sorted(nb_dir.glob(f"{int(number):02d}_*.ipynb"))
+    if not matches:
+        have = ", ".join(p.name for p in sorted(nb_dir.glob("[0-9][0-9]_*.ipynb")))
+        raise SystemExit(f"no notebook {number!r} in {nb_dir}; have: {have}")
+    return matches[0]
+
+
+def run(number: str, profile: str = "default", overrides: dict[str, Any] | None = None,
+        output: Path | None = None) -> Path:
+    """Execute a notebook with papermill; returns the executed notebook's path."""
+    import papermill as pm
+
+    config.get_profile(profile, **(overrides or {}))  # fail early on bad names
+    src = find_notebook(number)
+    out = output or config.output_dir(profile, "notebooks") / src.name
+    t0 = time.time()
+    pm.execute_notebook(str(src), str(out), parameters={"profile": profile, "overrides": overrides or {}},
+                        cwd=str(src.parent), kernel_name="python3", progress_bar=False)
+    print(f"{src.name} [{profile}] done in {time.time() - t0:.0f} s -> {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("number", help="notebook number, e.g. 03")
+    ap.add_argument("--profile", default="default", choices=sorted(config.PROFILES))
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                    help="override a profile field, e.g. --set spes_perturbations=500")
+    args = ap.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    run(args.number, args.profile, overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

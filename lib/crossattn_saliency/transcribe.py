@@ -1,0 +1,170 @@
+"""Features and the model's own hypotheses, decoded once and cached.
+
+Every explanation in the study is about the model's own output: the hypothesis
+y_1..y_I obtained by decoding (beam 5 in the study), later re-scored with forced
+decoding. This module turns audio into Whisper features, decodes, and caches
+the hypotheses (with their token ids and decoder prompt) per model x condition.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import cache
+from .models import LoadedModel
+
+SAMPLING_RATE = 16000
+#: Whisper's feature hop: 10 ms at 16 kHz
+HOP_SAMPLES = 160
+#: Whisper's encoder window: 30 s = 3000 feature frames
+WINDOW_SECONDS = 30.0
+
+
+class AudioError(ValueError):
+    """Audio that the model cannot take; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A model's output for one utterance.
+
+    ``prompt_ids`` is the decoder prompt (start, language, task, no-timestamps
+    tokens: context, not explained); ``token_ids`` are the generated tokens, ending
+    with <|endoftext|>; ``n_frames`` is the number of feature frames (10 ms each)
+    covered by real audio.
+    """
+
+    utt_id: str
+    prompt_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]
+    text: str
+    n_frames: int
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["prompt_ids"], d["token_ids"] = list(self.prompt_ids), list(self.token_ids)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Hypothesis":
+        return cls(d["utt_id"], tuple(d["prompt_ids"]), tuple(d["token_ids"]), d["text"], int(d["n_frames"]))
+
+
+def check_audio(audio: np.ndarray, sampling_rate: int, utt_id: str = "audio") -> np.ndarray:
+    """Validate a waveform for Whisper: 1-D float, 16 kHz, non-empty, finite, <= 30 s."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if sampling_rate != SAMPLING_RATE:
+        raise AudioError(f"{utt_id}: sampling rate {sampling_rate} Hz; Whisper needs {SAMPLING_RATE} Hz "
+                         "(resample it, e.g. scipy.signal.resample_poly, or rebuild the set with `make data`)")
+    if audio.ndim != 1:
+        raise AudioError(f"{utt_id}: audio has shape {audio.shape}; expected mono (average the channels)")
+    if audio.size == 0:
+        raise AudioError(f"{utt_id}: empty audio")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"{utt_id}: audio contains NaN or infinite samples")
+    seconds = audio.size / SAMPLING_RATE
+    if seconds > WINDOW_SECONDS:
+        raise AudioError(f"{utt_id}: {seconds:.1f} s is longer than the model's {WINDOW_SECONDS:.0f} s window; "
+                         "cut it into shorter utterances")
+    return audio
+
+
+def speech_frames(n_samples: int) -> int:
+    """Feature frames (10 ms) whose centre lies inside the audio: ceil(samples / 160)."""
+    return min(int(math.ceil(n_samples / HOP_SAMPLES)), int(WINDOW_SECONDS * 100))
+
+
+def features(loaded: LoadedModel, audio: np.ndarray, sampling_rate: int = SAMPLING_RATE,
+             utt_id: str = "audio") -> tuple[np.ndarray, int]:
+    """Whisper log-mel features of one utterance.
+
+    Returns
+    -------
+    feats : ``mel x frames`` float32 array (80 x 3000: the 30 s window, padded).
+    n_frames : frames covered by real audio (the rest is padding).
+    """
+    audio = check_audio(audio, sampling_rate, utt_id)
+    fe = loaded.processor.feature_extractor
+    feats = fe(audio, sampling_rate=SAMPLING_RATE, return_tensors="np").input_features[0]
+    return feats.astype(np.float32), speech_frames(audio.size)
+
+
+def decode(loaded: LoadedModel, feats: np.ndarray, language: str = "en", task: str = "transcribe",
+           beam_size: int = 5) -> list[int]:
+    """Decode one utterance; returns generated token ids ending with <|endoftext|>.
+
+    ``feats`` is ``mel x frames`` (80 x 3000). Beam search when ``beam_size > 1``,
+    greedy otherwise; Whisper's suppressed tokens apply, no timestamps.
+    """
+    import torch
+
+    model = loaded.model
+    kwargs: dict[str, Any] = dict(num_beams=beam_size, do_sample=False)
+    if loaded.info.multilingual:
+        kwargs.update(language=language, task=task)
+    else:
+        loaded.prompt_ids(language, task)  # raises for tasks an English-only model cannot do
+    x = torch.as_tensor(feats, dtype=model.dtype, device=model.device)[None]
+    with torch.inference_mode():
+        out = model.generate(x, **kwargs)
+    ids = [int(i) for i in out[0].tolist()]
+    prompt = loaded.prompt_ids(language, task)
+    if ids[:len(prompt)] == prompt:  # some versions return the prompt too
+        ids = ids[len(prompt):]
+    eot = loaded.special_ids["eot"]
+    if eot in ids:
+        ids = ids[:ids.index(eot)]
+    return ids + [eot]
+
+
+def transcribe_set(loaded: LoadedModel, utterances: Iterable[dict[str, Any]], language: str, task: str,
+                   beam_size: int, cache_file: str | Path, progress: bool = True) -> list[Hypothesis]:
+    """Decode every utterance, caching hypotheses in one JSON file (resumable).
+
+    ``utterances`` yields dicts with ``id``, ``audio`` (16 kHz float samples) and
+    ``sampling_rate``. The cache records the parameters; a file made with other
+    parameters raises, and finished utterances are never decoded again.
+    """
+    from tqdm.auto import tqdm
+
+    params = {"model": loaded.name, "language": language, "task": task, "beam_size": beam_size}
+    path = Path(cache_file)
+    done: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        stored = cache.read_json(path)
+        if stored.get("params") != params:
+            raise ValueError(f"{path} holds hypotheses made with {stored.get('params')}, not {params}; "
+                             "delete it or use another cache folder")
+        done = stored["hypotheses"]
+    items = list(utterances)
+    out = []
+    bar = tqdm(items, desc=f"decode {loaded.name} {language}-{task}", disable=not progress, unit="utt")
+    for utt in bar:
+        uid = str(utt["id"])
+        if uid not in done:
+            feats, n_frames = features(loaded, np.asarray(utt["audio"], dtype=np.float32),
+                                       int(utt["sampling_rate"]), uid)
+            ids = decode(loaded, feats, language, task, beam_size)
+            text = loaded.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            done[uid] = Hypothesis(uid, tuple(loaded.prompt_ids(language, task)), tuple(ids), text,
+                                   n_frames).to_json()
+            cache.write_json(path, {"params": params, "hypotheses": done})
+        out.append(Hypothesis.from_json(done[uid]))
+    return out
+
+
+def load_hypotheses(cache_file: str | Path) -> dict[str, Hypothesis]:
+    """Hypotheses cached by :func:`transcribe_set`, by utterance id."""
+    path = Path(cache_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"no cached hypotheses at {path}; run notebook 02 (make nb NB=02) first")
+    return {k: Hypothesis.from_json(v) for k, v in cache.read_json(path)["hypotheses"].items()}
+
+
+def token_strings(loaded: LoadedModel, token_ids: Sequence[int]) -> list[str]:
+    """Readable text of each token (byte-level BPE decoded; specials as <|...|>)."""
+    return [loaded.tokenizer.decode([t]) for t in token_ids]

@@ -1,0 +1,71 @@
+"""Comparison figures return figures with the expected axes and lines (plots.py)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+
+from crossattn_saliency import plots  # noqa: E402
+from crossattn_saliency.deletion import DeletionCurve  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def _curve(wer):
+    x = np.linspace(0, 100, len(wer))
+    return DeletionCurve(percents=x, wer=np.asarray(wer, float), texts=[""] * len(wer),
+                         n_deleted=np.arange(len(wer)))
+
+
+def test_heatmap_annotates_every_finite_cell_and_centers_at_zero():
+    rho = np.array([[0.1, -0.2, 0.3], [0.5, np.nan, -0.4]])
+    fig = plots.plot_layer_head_heatmap(rho, title="t")
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2  # heatmap + colorbar
+    assert len(ax.texts) == 5
+    assert ax.get_xlabel() == "decoder head" and ax.get_ylabel() == "decoder layer"
+    norm = ax.images[0].norm
+    assert norm.vcenter == 0 and norm.vmin == -0.5 and norm.vmax == 0.5
+    fig2 = plots.plot_layer_head_heatmap(rho, annotate=False, colorbar=False)
+    assert len(fig2.axes) == 1 and not fig2.axes[0].texts
+    with pytest.raises(ValueError, match="layers x heads"):
+        plots.plot_layer_head_heatmap(np.zeros(3))
+
+
+def test_rho_by_layer_one_line_per_model_and_uses_given_axis():
+    fig, ax = plt.subplots()
+    out = plots.plot_rho_by_layer({"tiny": np.array([0.1, 0.2, 0.4, 0.5]),
+                                   "base": np.array([[0.1, 0.0, 0.2]] * 6)}, ax=ax, relative_depth=True)
+    assert out is fig and len(fig.axes) == 1
+    assert len(ax.lines) == 2 and len(ax.collections) == 1  # one band for the model with intervals
+    assert np.isclose(ax.lines[1].get_xdata()[-1], 1.0)
+
+
+def test_deletion_curves_average_groups_and_report_auc():
+    fig = plots.plot_deletion_curves({"CA": _curve([0, 50, 100]),
+                                      "SM_X": [_curve([0, 100, 100]), _curve([0, 50, 100])],
+                                      "random": _curve([0, 0, 100])})
+    ax = fig.axes[0]
+    assert len(ax.lines) == 3
+    assert np.allclose(ax.lines[1].get_ydata(), [0, 75, 100])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "CA (AUC 50.0)" and labels[1] == "SM_X (AUC 62.5)"
+
+
+def test_reliability_curve_lines_with_extrapolation_and_target():
+    measured = {"SM_X": ([250, 500, 1000], [0.3, 0.45, 0.6]), "SM_H": ([500, 1000], [0.7, 0.8])}
+    fig = plots.plot_reliability_curve(measured, extrapolate_to=20000, target=0.9)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 * 2 + 1
+    pred = ax.lines[1]
+    assert np.isclose(pred.get_ydata()[0], 0.6) and pred.get_ydata()[-1] > 0.9
+    assert ax.get_xscale() == "log"
+    assert len(plots.plot_reliability_curve(measured).axes[0].lines) == 2

@@ -1,0 +1,153 @@
+"""Split-half reliability, Spearman-Brown, noise ceilings and disattenuation (reliability.py).
+
+Synthetic saliency = truth + independent noise of known variance, so that every
+quantity has a closed form:
+
+* half map: S + e, Var(e) = s2  ->  r_half = 1 / (1 + s2)
+* full map (mean of the halves): noise s2 / 2  ->  r_full = 1 / (1 + s2 / 2) = SB(r_half, 2)
+* CA = rho * S + sqrt(1 - rho^2) * U  ->  corr(CA, full) = rho * sqrt(r_full); disattenuated: rho
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossattn_saliency import compare, reliability as rel
+
+
+def _synthetic(n_utt=16, tokens=4, t_enc=150, rho=0.6, s2=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    ca, full, ha, hb = [], [], [], []
+    for _ in range(n_utt):
+        truth = rng.normal(size=(tokens, t_enc))
+        ca.append(rho * truth + np.sqrt(1 - rho ** 2) * rng.normal(size=truth.shape))
+        a = truth + np.sqrt(s2) * rng.normal(size=truth.shape)
+        b = truth + np.sqrt(s2) * rng.normal(size=truth.shape)
+        ha.append(a)
+        hb.append(b)
+        full.append((a + b) / 2)
+    return ca, full, ha, hb
+
+
+def _inside(interval, value, slack=0.0):
+    _, lo, hi = interval
+    return lo - slack <= value <= hi + slack
+
+
+def test_split_half_reliability_recovers_closed_form():
+    _, _, ha, hb = _synthetic(n_utt=1, tokens=8, t_enc=2000, s2=1.0)
+    r = rel.split_half_reliability(ha[0], hb[0])
+    assert abs(r - 0.5) < 0.03  # 1 / (1 + 1)
+
+
+def test_reliability_table_matches_theory_within_intervals():
+    rho, s2 = 0.6, 1.5
+    ca, full, ha, hb = _synthetic(rho=rho, s2=s2)
+    r_half_true = 1 / (1 + s2)
+    r_full_true = 1 / (1 + s2 / 2)
+    tab = rel.reliability_table(ca, full, ha, hb, n_bootstrap=300, seed=1)
+    assert tab.n_utterances == 16 and tab.rho_per_utterance.shape == (16,)
+    assert _inside(tab.reliability_half, r_half_true, slack=0.01)
+    assert _inside(tab.reliability, r_full_true, slack=0.01)
+    assert _inside(tab.ceiling, np.sqrt(r_full_true), slack=0.01)
+    assert _inside(tab.rho, rho * np.sqrt(r_full_true), slack=0.01)
+    assert _inside(tab.disattenuated, rho, slack=0.01)
+    assert abs(tab.disattenuated[0] - rho) < 0.03
+    # the raw correlation is clearly attenuated, the corrected one is not
+    assert tab.rho[2] < rho - 0.05
+    # intervals are ordered and per-utterance values consistent
+    for key in ("rho", "reliability", "ceiling", "disattenuated"):
+        est, lo, hi = getattr(tab, key)
+        assert lo <= est <= hi
+    assert np.allclose(tab.r_full_per_utterance, rel.spearman_brown(tab.r_half_per_utterance))
+    d = tab.as_dict()
+    assert d["n_utterances"] == 16 and len(d["rho_per_utterance"]) == 16
+
+
+def test_reliability_table_is_seeded():
+    ca, full, ha, hb = _synthetic(n_utt=5, t_enc=40)
+    a = rel.reliability_table(ca, full, ha, hb, n_bootstrap=100, seed=7)
+    b = rel.reliability_table(ca, full, ha, hb, n_bootstrap=100, seed=7)
+    assert a.disattenuated == b.disattenuated and a.rho == b.rho
+
+
+def test_reduced_reliability_uses_the_comparison_pipeline():
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=(3, 21, 6))  # I x T x F
+    a = truth + rng.normal(size=truth.shape)
+    b = truth + rng.normal(size=truth.shape)
+    r = rel.split_half_reliability(a, b, reduce="max2d")
+    za = compare.normalize(compare.reduce_to_encoder_grid(a, "max2d"), "token_z")
+    zb = compare.normalize(compare.reduce_to_encoder_grid(b, "max2d"), "token_z")
+    assert np.isclose(r, np.corrcoef(za.ravel(), zb.ravel())[0, 1])
+    ca = [rng.normal(size=(3, 11))]
+    tab = rel.reliability_table(ca, [(a + b) / 2], [a], [b], reduce="max2d", n_bootstrap=20)
+    assert np.isclose(tab.r_half_per_utterance[0], r)
+    with pytest.raises(ValueError, match="differ in shape"):
+        rel.split_half_reliability(a, b[:, :-1])
+
+
+def test_context_mixing_gain_disattenuated_by_each_reliability():
+    rng = np.random.default_rng(5)
+    n_utt, tokens, t_enc = 16, 4, 150
+    rho_h, rho_x, s2_h, s2_x = 0.8, 0.6, 0.5, 2.0
+    ca, h_parts, x_parts = [], ([], [], []), ([], [], [])
+    for _ in range(n_utt):
+        z = rng.normal(size=(tokens, t_enc))
+        ca.append(z)
+        for rho, s2, parts in ((rho_h, s2_h, h_parts), (rho_x, s2_x, x_parts)):
+            truth = rho * z + np.sqrt(1 - rho ** 2) * rng.normal(size=z.shape)
+            a = truth + np.sqrt(s2) * rng.normal(size=z.shape)
+            b = truth + np.sqrt(s2) * rng.normal(size=z.shape)
+            parts[0].append((a + b) / 2)
+            parts[1].append(a)
+            parts[2].append(b)
+    tab_h = rel.reliability_table(ca, *h_parts, n_bootstrap=300, seed=0)
+    tab_x = rel.reliability_table(ca, *x_parts, n_bootstrap=300, seed=0)
+    gain = rel.compare_reliability_tables(tab_h, tab_x, n_bootstrap=300, seed=0)
+    raw_true = rho_h / np.sqrt(1 + s2_h / 2) - rho_x / np.sqrt(1 + s2_x / 2)
+    assert _inside(gain["raw"], raw_true, slack=0.01)
+    assert _inside(gain["disattenuated"], rho_h - rho_x, slack=0.01)
+    # noise in SM_X inflates the raw gain: the corrected gain is smaller
+    assert gain["disattenuated"][0] < gain["raw"][0]
+    with pytest.raises(ValueError, match="different numbers of utterances"):
+        short = rel.reliability_table(ca[:3], *(p[:3] for p in x_parts), n_bootstrap=10)
+        rel.compare_reliability_tables(tab_h, short)
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+def test_spearman_brown_values_and_inverse_round_trip():
+    assert np.isclose(rel.spearman_brown(0.5, 2), 2 / 3)
+    assert np.isclose(rel.spearman_brown(0.5, 1), 0.5)
+    assert np.allclose(rel.spearman_brown(np.array([0.0, 1.0]), 3), [0.0, 1.0])
+    for r, n, target in [(0.2, 500, 0.9), (0.6, 1000, 0.8), (0.95, 10000, 0.99), (0.3, 64, 0.5)]:
+        m = rel.budget_for_reliability(r, n, target)
+        assert np.isclose(rel.reliability_at(r, n, m), target)
+        # Spearman-Brown composes: n -> m -> back to n
+        assert np.isclose(rel.reliability_at(rel.reliability_at(r, n, m), m, n), r)
+    assert np.isclose(rel.budget_for_reliability(0.5, 1000, 0.9), 9000)
+    assert np.allclose(rel.reliability_at(0.5, 100, np.array([100, 200])), [0.5, 2 / 3])
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        rel.spearman_brown(1.5)
+    with pytest.raises(ValueError, match="target"):
+        rel.budget_for_reliability(0.5, 100, 1.0)
+
+
+def test_budget_edge_cases():
+    assert rel.budget_for_reliability(0.0, 100) == float("inf")
+    assert rel.budget_for_reliability(-0.2, 100) == float("inf")
+    assert rel.budget_for_reliability(float("nan"), 100) == float("inf")
+    assert rel.budget_for_reliability(1.0, 100) == 0.0
+
+
+def test_ceiling_and_disattenuation_edge_cases():
+    assert rel.noise_ceiling(0.81) == pytest.approx(0.9)
+    assert rel.noise_ceiling(-0.1) == 0.0
+    assert np.allclose(rel.noise_ceiling(np.array([0.0, 0.25, -1.0])), [0.0, 0.5, 0.0])
+    assert rel.disattenuate(0.3, 0.36) == pytest.approx(0.5)
+    assert np.isnan(rel.disattenuate(0.3, 0.0))
+    assert np.isnan(rel.disattenuate(0.3, -0.2))
+    out = rel.disattenuate(np.array([0.3, 0.3]), np.array([0.09, 0.0]))
+    assert out[0] == pytest.approx(1.0) and np.isnan(out[1])

@@ -1,0 +1,59 @@
+"""Features, audio checks, decoding and the hypothesis cache (tiny random model)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossattn_saliency import metrics, transcribe
+
+
+def _noise(seconds: float, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
+
+
+@pytest.mark.parametrize("audio, sr, message", [
+    (_noise(1.0), 8000, "8000 Hz"),
+    (_noise(31.0), 16000, "longer than the model's 30 s window"),
+    (np.zeros(0, np.float32), 16000, "empty audio"),
+    (np.stack([_noise(1.0), _noise(1.0)]), 16000, "mono"),
+    (np.full(1600, np.nan, np.float32), 16000, "NaN"),
+])
+def test_bad_audio_is_a_clear_error(audio, sr, message):
+    with pytest.raises(transcribe.AudioError, match=message):
+        transcribe.check_audio(audio, sr, "utt1")
+
+
+def test_features_shape_and_speech_frames(tiny_loaded):
+    feats, n = transcribe.features(tiny_loaded, _noise(2.5))
+    assert feats.shape == (80, 3000) and feats.dtype == np.float32
+    assert n == 250
+    # padding frames carry the log-mel floor: max - 2 in Whisper's normalised units
+    np.testing.assert_allclose(feats[:, n + 2:].max(), feats.max() - 2.0, atol=1e-5)
+
+
+def test_transcribe_set_caches_and_resumes(tiny_loaded, tmp_path, monkeypatch):
+    utts = [{"id": f"u{i}", "audio": _noise(1.0 + i, seed=i), "sampling_rate": 16000} for i in range(2)]
+    path = tmp_path / "hyp.json"
+    first = transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, path, progress=False)
+    assert [h.utt_id for h in first] == ["u0", "u1"]
+    assert all(h.token_ids[-1] == tiny_loaded.special_ids["eot"] for h in first)
+    assert first[0].prompt_ids == tuple(tiny_loaded.prompt_ids())
+    monkeypatch.setattr(transcribe, "decode", lambda *a, **k: pytest.fail("decoded again"))
+    again = transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, path, progress=False)
+    assert again == first
+    assert transcribe.load_hypotheses(path)["u1"] == first[1]
+    with pytest.raises(ValueError, match="made with"):
+        transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 5, path, progress=False)
+
+
+def test_wer_uses_whisper_normalizer():
+    assert metrics.wer(["Mr. Smith is here."], ["mister smith is here"]) == 0.0
+    assert metrics.wer(["a b c d"], ["a x c"], normalize=False) == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="empty reference"):
+        metrics.wer(["  "], ["a"])
+
+
+def test_bleu_and_chrf_on_known_pairs():
+    assert metrics.bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(100.0)
+    assert metrics.bleu(["the cat sat on the mat"], ["dogs run"]) < 5
+    assert metrics.chrf(["abc def"], ["abc def"]) == pytest.approx(100.0)
