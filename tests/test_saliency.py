@@ -59,8 +59,23 @@ def _blocks_2d() -> np.ndarray:
     return b
 
 
-def _levels_2d(img: np.ndarray) -> list[np.ndarray]:
-    return slic_levels(img, SpesParams(levels=(20, 30, 40), frames_ref=T))
+def _levels_2d(img: np.ndarray, levels: tuple[int, ...] = (20, 30, 40)) -> list[np.ndarray]:
+    return slic_levels(img, SpesParams(levels=levels, frames_ref=T))
+
+
+def _spectrogram_with_edges(seed: int = 0) -> np.ndarray:
+    """A smooth image with steps at frames 10, 20, 30 and mel 8 (where the blocks
+    end), as SLIC superpixels follow content edges in a real spectrogram."""
+    img = 0.5 + 0.2 * _image((T, F), seed)
+    img[10:20] += 0.6
+    img[30:] += 0.3
+    img[:, 8:] += 0.45
+    return img.astype(np.float32)
+
+
+def _spearman_per_token(maps: np.ndarray, blocks: np.ndarray) -> list[float]:
+    # with a 0/1 indicator covering half of the cells, a perfect ranking gives sqrt(3)/2 = 0.866
+    return [spearmanr(m.ravel(), b.ravel())[0] for m, b in zip(maps, blocks)]
 
 
 def _run(model, x, levels, n=64, bs=16, seed=0, snapshots=(), scorer="kl", targets=None):
@@ -98,15 +113,16 @@ SMALL = SpesParams(n_perturbations=24, batch_size=8, levels=(200, 250, 300))
 
 
 def test_planted_input_blocks_get_the_highest_relevance():
-    img = _image((T, F))
+    img = _spectrogram_with_edges()
     blocks = _blocks_2d()
-    levels = _levels_2d(img)
-    run = _run(BlockModel(blocks), img, levels, n=2400, bs=400)
-    full, _, _, _ = run.final.cell_maps(levels)
+    levels = _levels_2d(img, (40, 60, 80))
+    run = _run(BlockModel(blocks), img, levels, n=6000, bs=1000)
+    full, a, b, _ = run.final.cell_maps(levels)
     assert full.shape == (3, T, F)
-    for i in range(3):
-        rho = spearmanr(full[i].ravel(), blocks[i].ravel())[0]
-        assert rho >= 0.8, f"token {i}: Spearman {rho:.3f}"
+    rhos = _spearman_per_token(full, blocks)
+    assert min(rhos) >= 0.8, f"Spearman per token {rhos}"
+    # each half alone finds it too (split-half reliability)
+    assert min(_spearman_per_token(a, blocks) + _spearman_per_token(b, blocks)) >= 0.75
 
 
 def test_planted_encoder_positions_get_the_highest_relevance():
@@ -120,22 +136,20 @@ def test_planted_encoder_positions_get_the_highest_relevance():
     run = _run(BlockModel(blocks), hidden, [units[:, None]], n=2000, bs=500)
     full, _, _, _ = run.final.cell_maps([units])
     assert full.shape == (3, n_pos)
-    for i in range(3):
-        rho = spearmanr(full[i], blocks[i, :, 0])[0]
-        assert rho >= 0.8, f"token {i}: Spearman {rho:.3f}"
+    rhos = _spearman_per_token(full, blocks[:, :, 0])
+    assert min(rhos) >= 0.8, f"Spearman per token {rhos}"
 
 
 def test_prob_drop_scorer_finds_the_planted_block():
-    img = _image((T, F))
+    img = _spectrogram_with_edges()
     blocks = _blocks_2d()
-    levels = _levels_2d(img)
+    levels = _levels_2d(img, (40, 60, 80))
     model = BlockModel(blocks)
     targets = model(torch.as_tensor(img)[None])[0].argmax(-1)
-    run = _run(model, img, levels, n=2400, bs=400, scorer="prob_drop", targets=targets)
+    run = _run(model, img, levels, n=6000, bs=1000, scorer="prob_drop", targets=targets)
     full, _, _, _ = run.final.cell_maps(levels)
-    for i in range(3):
-        rho = spearmanr(full[i].ravel(), blocks[i].ravel())[0]
-        assert rho >= 0.8, f"token {i}: Spearman {rho:.3f}"
+    rhos = _spearman_per_token(full, blocks)
+    assert min(rhos) >= 0.8, f"Spearman per token {rhos}"
     with pytest.raises(ValueError, match="targets"):
         _run(model, img, levels, scorer="prob_drop")
 

@@ -119,6 +119,8 @@ class Profile:
     spes_batch_size: int = 16
     #: utterances per condition that get saliency maps (``None`` = all)
     saliency_utterances: int | None = None
+    #: conditions (``Condition.name``) that get saliency maps (``None`` = all)
+    saliency_conditions: tuple[str, ...] | None = None
     #: SPES on the encoder output
     spes_h_perturbations: int = 20000
     #: deletion: step in percent and decoding beam
@@ -139,6 +141,11 @@ class Profile:
         if unknown:
             raise ValueError(f"unknown profile field(s) {unknown}; known: {sorted(known)}")
         return dataclasses.replace(self, **overrides)
+
+    def saliency_conditions_list(self) -> list[Condition]:
+        """The conditions that get saliency maps in this profile."""
+        names = self.saliency_conditions
+        return [c for c in self.conditions if names is None or c.name in names]
 
     def conditions_for(self, model: str | None = None, dataset: str | None = None) -> list[Condition]:
         return [c for c in self.conditions
@@ -169,6 +176,7 @@ PROFILES: dict[str, Profile] = {
         spes_perturbations=32,
         spes_batch_size=8,
         saliency_utterances=1,
+        saliency_conditions=("whisper-tiny.en__en-real__asr", "whisper-base__it-tts__st"),
         spes_h_perturbations=64,
         deletion_step=25,
         deletion_beam=1,
@@ -182,15 +190,17 @@ PROFILES: dict[str, Profile] = {
         set_sizes={"en-real": 24, "en-tts": 16, "it-tts": 16, "nl-real": 12, "cs-real": 12},
         conditions=_CONDITIONS,
         beam_size=5,
-        spes_perturbations=1000,
+        spes_perturbations=600,
         spes_batch_size=16,
-        saliency_utterances=4,
+        saliency_utterances=2,
+        saliency_conditions=("whisper-tiny.en__en-real__asr", "whisper-base__en-real__asr",
+                             "whisper-base__it-tts__asr", "whisper-base__it-tts__st"),
         spes_h_perturbations=2000,
         deletion_step=10,
         deletion_beam=1,
-        deletion_utterances=3,
+        deletion_utterances=2,
         convergence_utterances=1,
-        convergence_budget=4000,
+        convergence_budget=2400,
         n_bootstrap=1000,
     ),
     "paper": Profile(

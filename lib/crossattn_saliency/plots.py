@@ -6,6 +6,7 @@ the figure. Nothing here saves or shows a figure: notebooks do that.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -17,7 +18,9 @@ from matplotlib.figure import Figure
 from .deletion import DeletionCurve
 from .reliability import reliability_at
 
-__all__ = ["plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve"]
+__all__ = ["plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve",
+           "plot_spectrogram", "plot_token_map", "plot_spectrogram_and_maps", "plot_head_grid",
+           "plot_attention_summary", "plot_saliency_overlay", "save_figure"]
 
 
 def _axis(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -215,4 +218,164 @@ def plot_reliability_curve(measured: Mapping[str, tuple[Sequence[float], Sequenc
     if title:
         ax.set_title(title)
     ax.legend(frameon=False)
+    return fig
+
+
+# --------------------------------------------------------------------------- maps over time
+
+FRAME_SECONDS = 0.01  # Whisper's feature hop
+
+
+def save_figure(fig: Figure, stem: "str | Path", formats: Sequence[str] = ("png", "pdf")) -> list[str]:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` (the only helper here that writes files)."""
+    from pathlib import Path
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        path = stem.parent / f"{stem.name}.{fmt}"
+        fig.savefig(path, dpi=150 if fmt == "png" else None, bbox_inches="tight")
+        out.append(str(path))
+    return out
+
+
+def plot_spectrogram(features: np.ndarray, n_frames: int, ax: Axes | None = None,
+                     title: str | None = None) -> Figure:
+    """Log-mel spectrogram of the speech part.
+
+    ``features`` is ``mel x frames`` (Whisper's 80 x 3000); only the first ``n_frames``
+    (10 ms each) are drawn. x axis in seconds, y axis mel bin.
+    """
+    fig, ax = _axis(ax, (8, 2.2))
+    spec = features[:, :n_frames]
+    ax.imshow(spec, origin="lower", aspect="auto", cmap="magma",
+              extent=(0, n_frames * FRAME_SECONDS, 0, spec.shape[0]))
+    ax.set_ylabel("mel bin")
+    ax.set_xlabel("time (s)")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _token_labels(tokens: Sequence[str]) -> list[str]:
+    return [t.replace("\n", "\\n") if t.strip() else repr(t) for t in tokens]
+
+
+def plot_token_map(scores: np.ndarray, tokens: Sequence[str], seconds_per_position: float,
+                   ax: Axes | None = None, title: str | None = None, cmap: str = "viridis",
+                   colorbar_label: str | None = None) -> Figure:
+    """A ``tokens x positions`` map: one row per output token (text on the y axis),
+    time in seconds on the x axis (``seconds_per_position`` per column)."""
+    n_tok, n_pos = scores.shape
+    fig, ax = _axis(ax, (8, 0.25 * n_tok + 1.2))
+    im = ax.imshow(scores, aspect="auto", cmap=cmap, interpolation="nearest",
+                   extent=(0, n_pos * seconds_per_position, n_tok - 0.5, -0.5))
+    ax.set_yticks(range(n_tok))
+    ax.set_yticklabels(_token_labels(tokens), fontsize=7)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("output token")
+    if title:
+        ax.set_title(title)
+    if colorbar_label:
+        fig.colorbar(im, ax=ax, label=colorbar_label, pad=0.01)
+    return fig
+
+
+def plot_spectrogram_and_maps(features: np.ndarray, n_frames: int, maps: Mapping[str, np.ndarray],
+                              tokens: Sequence[str], seconds_per_position: Mapping[str, float] | float,
+                              title: str | None = None) -> Figure:
+    """The spectrogram above one or more ``tokens x positions`` maps sharing the time axis.
+
+    ``maps`` is an ordered dict name -> map (e.g. cross-attention, SM_X reduced,
+    SM_H); ``seconds_per_position`` gives each map's column width in seconds.
+    """
+    n_tok = len(tokens)
+    heights = [1.2] + [max(1.5, 0.18 * n_tok)] * len(maps)
+    fig, axes = plt.subplots(len(maps) + 1, 1, figsize=(9, sum(heights) + 0.6), sharex=True,
+                             gridspec_kw={"height_ratios": heights}, constrained_layout=True)
+    plot_spectrogram(features, n_frames, ax=axes[0], title=title)
+    axes[0].set_xlabel("")
+    for ax, (name, m) in zip(axes[1:], maps.items()):
+        sec = seconds_per_position if isinstance(seconds_per_position, (int, float)) else seconds_per_position[name]
+        plot_token_map(m, tokens, sec, ax=ax, title=name, colorbar_label=None)
+        ax.set_xlabel("")
+    axes[-1].set_xlabel("time (s)")
+    return fig
+
+
+def plot_head_grid(weights: np.ndarray, seconds_per_position: float, title: str | None = None,
+                   row_label: str = "layer", col_label: str = "head") -> Figure:
+    """Grid of ``layers x heads`` small maps; ``weights`` is ``layers x heads x tokens x positions``.
+
+    Each panel has its own colour scale (attention is sharp in some heads, diffuse in others).
+    """
+    n_l, n_h, n_tok, n_pos = weights.shape
+    fig, axes = plt.subplots(n_l, n_h, figsize=(1.6 * n_h + 0.5, 1.1 * n_l + 0.6), sharex=True, sharey=True,
+                             squeeze=False, constrained_layout=True)
+    ext = (0, n_pos * seconds_per_position, n_tok - 0.5, -0.5)
+    for l in range(n_l):
+        for h in range(n_h):
+            ax = axes[l, h]
+            ax.imshow(weights[l, h], aspect="auto", cmap="viridis", interpolation="nearest", extent=ext)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if l == 0:
+                ax.set_title(f"{col_label} {h}", fontsize=8)
+            if h == 0:
+                ax.set_ylabel(f"{row_label} {l}", fontsize=8)
+    fig.supxlabel(f"time (0 to {n_pos * seconds_per_position:.1f} s)", fontsize=9)
+    fig.supylabel("output tokens (top to bottom)", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_attention_summary(summary: Mapping[str, "object"], title: str | None = None) -> Figure:
+    """Where attention mass goes per decoder layer, one line per model/condition.
+
+    ``summary`` maps a label to a DataFrame from ``attention.attention_summary`` (columns
+    ``layer``, ``pad_mass``, ``first_mass``, ``entropy``).
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3), constrained_layout=True)
+    cols = [("pad_mass", "share of mass on padding"), ("first_mass", "share on first 0.1 s"),
+            ("entropy", "row entropy (nats)")]
+    for ax, (col, label) in zip(axes, cols):
+        for name, df in summary.items():
+            ax.plot(df["layer"], df[col], marker="o", label=name)
+        ax.set_xlabel("decoder layer")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_saliency_overlay(features: np.ndarray, n_frames: int, saliency: np.ndarray, tokens: Sequence[str],
+                          token_indices: Sequence[int], title: str | None = None) -> Figure:
+    """Spectrogram (grey) with SPES relevance overlaid, for some tokens and summed over tokens.
+
+    ``saliency`` is ``tokens x frames x mel`` (speech frames only); each panel shows
+    the per-token z-scored map, positive relevance only, on top of the spectrogram.
+    """
+    panels = [("all tokens (mean of z-scored maps)", None)] + [(f"token {i}: {tokens[i]!r}", i) for i in token_indices]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.7 * len(panels) + 0.4), sharex=True,
+                             squeeze=False, constrained_layout=True)
+    spec = features[:, :n_frames]
+    ext = (0, n_frames * FRAME_SECONDS, 0, spec.shape[0])
+    z = saliency - saliency.mean(axis=(1, 2), keepdims=True)
+    z = z / np.clip(saliency.std(axis=(1, 2), ddof=1, keepdims=True), 1e-12, None)
+    for ax, (label, i) in zip(axes[:, 0], panels):
+        m = z.mean(0) if i is None else z[i]
+        ax.imshow(spec, origin="lower", aspect="auto", cmap="gray", extent=ext)
+        over = np.ma.masked_less_equal(m.T, 0.0)
+        im = ax.imshow(over, origin="lower", aspect="auto", cmap="hot", alpha=0.75, extent=ext,
+                       vmin=0, vmax=float(np.nanpercentile(m, 99.5)) or 1.0)
+        ax.set_ylabel("mel")
+        ax.set_title(label, fontsize=9, loc="left")
+    fig.colorbar(im, ax=axes[:, 0].tolist(), label="relevance (z-score)", pad=0.01)
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        fig.suptitle(title)
     return fig

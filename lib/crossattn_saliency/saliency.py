@@ -252,7 +252,7 @@ def kl_scores(ref_logp: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     ``batch x tokens`` float32 (nats).
     """
     ref = ref_logp.float()
-    return (ref.exp() * (ref - logp.float())).sum(-1)
+    return torch.einsum("iv,biv->bi", ref.exp(), ref[None] - logp.float())
 
 
 def prob_drop_scores(ref_logp: torch.Tensor, logp: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -381,6 +381,20 @@ class SpesRun:
         return self.stats[max(self.stats)]
 
 
+def _bounding_box(grids: Sequence[np.ndarray]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Slices of the label grid and of the input around all cells with label >= 0."""
+    valid = np.zeros(grids[0].shape, dtype=bool)
+    for g in grids:
+        valid |= g >= 0
+    lab_sl, in_sl = [], []
+    for ax, size in enumerate(valid.shape):
+        idx = np.flatnonzero(valid.any(axis=tuple(a for a in range(valid.ndim) if a != ax)))
+        sl = slice(int(idx[0]), int(idx[-1]) + 1)
+        lab_sl.append(sl)
+        in_sl.append(slice(None) if size == 1 else sl)
+    return tuple(lab_sl), tuple(in_sl)
+
+
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
         return True
@@ -415,6 +429,18 @@ class Spes:
         self.forward_fn = forward_fn
         self.scorer = scorer
         self.batch_size = int(batch_size)
+
+    def _scorer(self, ref: torch.Tensor, targets: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``logp (batch x tokens x vocab) -> scores (batch x tokens)`` against ``ref`` (float32)."""
+        if self.scorer == "prob_drop":
+            return lambda logp: prob_drop_scores(ref, logp, targets)
+        p_ref = ref.exp()
+
+        def kl(logp: torch.Tensor) -> torch.Tensor:
+            # sum_v P (log P - log Q): the difference first (exactly 0 where nothing moved), then a batched dot
+            return torch.einsum("iv,biv->bi", p_ref, ref[None] - logp.float())
+
+        return kl
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         try:
@@ -464,20 +490,26 @@ class Spes:
         if not levels:
             raise ValueError("levels is empty: pass at least one label array")
         device = inputs.device
-        labs_t, n_segments = [], []
+        n_segments, grids = [], []
         for lab in levels:
             lab = np.asarray(lab)
             if lab.ndim != inputs.ndim or any(g not in (1, s) for g, s in zip(lab.shape, inputs.shape)):
                 raise ValueError(f"label array of shape {lab.shape} does not broadcast to the input "
                                  f"shape {tuple(inputs.shape)} (same number of dimensions, each 1 or equal)")
+            if grids and lab.shape != grids[0].shape:
+                raise ValueError(f"label arrays differ in shape: {lab.shape} vs {grids[0].shape}")
             if lab.min() < -1:
                 raise ValueError("labels must be >= -1 (-1 = never occluded)")
             n_seg = int(lab.max()) + 1
             if n_seg < 1:
                 raise ValueError("a level has no segment (all labels are -1): nothing to occlude")
             n_segments.append(n_seg)
-            # -1 -> index n_seg, the appended never-occluded column
-            labs_t.append(torch.as_tensor(np.where(lab < 0, n_seg, lab), dtype=torch.long, device=device))
+            grids.append(lab)
+        # only the bounding box of the occludable cells is gathered and rewritten
+        lab_sl, in_sl = _bounding_box(grids)
+        # label -1 -> index n_seg, an appended never-occluded column
+        labs_t = [torch.as_tensor(np.where(g[lab_sl] < 0, n, g[lab_sl]), dtype=torch.long, device=device)
+                  for g, n in zip(grids, n_segments)]
         tgt = None if targets is None else torch.as_tensor(np.asarray(targets), dtype=torch.long)
 
         t0 = time.perf_counter()
@@ -485,11 +517,13 @@ class Spes:
         n_tok = ref.shape[0]
         if tgt is not None and tgt.shape[0] != n_tok:
             raise ValueError(f"targets has {tgt.shape[0]} tokens but the forward function returns {n_tok}")
+        score = self._scorer(ref, tgt)
         timing = {"setup_s": time.perf_counter() - t0, "forward_s": 0.0, "n_forward": 1}
         sums = [np.zeros((2, n_tok, n), dtype=np.float64) for n in n_segments]
         counts = [np.zeros((2, n), dtype=np.int64) for n in n_segments]
         sampler = MaskSampler(n_segments, p_occlude, seed)
         value = torch.tensor(float(occlusion_value), dtype=inputs.dtype, device=device)
+        region = inputs[in_sl][None]
         stats: dict[int, SegmentStats] = {}
         bounds = sorted(set(snaps) | {int(n_perturbations)})
 
@@ -502,32 +536,28 @@ class Spes:
                     size = min(self.batch_size, bound - done)
                     halves, lvls, masks = sampler.draw(size)
                     cell = torch.empty((size,) + tuple(labs_t[0].shape), dtype=torch.bool, device=device)
-                    occl_np = []
+                    groups = []
                     for lv in np.unique(lvls):
                         sel = np.flatnonzero(lvls == lv)
                         occ = np.zeros((len(sel), n_segments[lv] + 1), dtype=bool)
                         occ[:, :-1] = np.stack([masks[i] for i in sel])
-                        occl_np.append((lv, sel, occ[:, :-1]))
-                        occ_t = torch.from_numpy(occ).to(device)
-                        cell[torch.as_tensor(sel, device=device)] = occ_t[:, labs_t[lv]]
-                    batch = torch.where(cell, value, inputs[None])
+                        groups.append((lv, sel, occ[:, :-1]))
+                        cell[torch.as_tensor(sel, device=device)] = torch.from_numpy(occ).to(device)[:, labs_t[lv]]
+                    batch = inputs[None].expand((size,) + tuple(inputs.shape)).clone()
+                    batch[(slice(None),) + in_sl] = torch.where(cell, value, region)
                     tf = time.perf_counter()
                     logp = self._forward(batch)
                     timing["forward_s"] += time.perf_counter() - tf
                     timing["n_forward"] += 1
-                    if self.scorer == "kl":
-                        sc = kl_scores(ref, logp)
-                    else:
-                        sc = prob_drop_scores(ref, logp, tgt)
-                    sc = sc.double().cpu().numpy()
-                    for lv, sel, occ in occl_np:
+                    sc = score(logp).double().cpu().numpy()  # batch x tokens
+                    for lv, sel, occ in groups:
                         for h in (0, 1):
-                            hs = sel[halves[sel] == h]
-                            if hs.size == 0:
-                                continue
-                            o = np.stack([masks[i] for i in hs]).astype(np.float64)
-                            sums[lv][h] += sc[hs].T @ o
-                            counts[lv][h] += o.sum(0).astype(np.int64)
+                            keep = halves[sel] == h
+                            if keep.any():
+                                o = occ[keep].astype(np.float64)
+                                # einsum, not BLAS: tiny products, exact same order for any batch split
+                                sums[lv][h] += np.einsum("bi,bs->is", sc[sel[keep]], o)
+                                counts[lv][h] += occ[keep].sum(0)
                     done += size
                     bar.update(size)
                 stats[bound] = SegmentStats(bound, [s.copy() for s in sums], [c.copy() for c in counts])
@@ -748,10 +778,11 @@ class WhisperSpes:
 
     # -- SPES -----------------------------------------------------------------------------
 
-    def _common(self, params: SpesParams, token_ids: Sequence[int]) -> Spes:
+    @staticmethod
+    def _engine(forward_fn: ForwardFn, params: SpesParams) -> Spes:
         if not isinstance(params, SpesParams):
             raise TypeError(f"params must be a SpesParams, got {type(params).__name__}")
-        return Spes(lambda b: b, scorer=params.scorer, batch_size=params.batch_size)
+        return Spes(forward_fn, scorer=params.scorer, batch_size=params.batch_size)
 
     def _record(self, params: SpesParams, kind: str, snapshots: Sequence[int]) -> dict[str, Any]:
         return {**params.to_dict(), "kind": kind, "dtype": self.dtype, "snapshots": sorted(int(s) for s in snapshots)}
@@ -764,8 +795,7 @@ class WhisperSpes:
         n_frames = int(n_frames)
         if not 1 <= n_frames <= x.shape[1]:
             raise ValueError(f"n_frames={n_frames} must lie in 1..{x.shape[1]} (speech frames of the input)")
-        engine = self._common(params, token_ids)
-        engine.forward_fn = self.input_forward(prompt_ids, token_ids)
+        engine = self._engine(self.input_forward(prompt_ids, token_ids), params)
         spec = x[:, :n_frames].T.cpu().numpy()  # frames x mel
         levels = slic_levels(spec, params)
         grids = []
@@ -787,8 +817,7 @@ class WhisperSpes:
         n_frames = int(n_frames)
         if not 1 <= n_frames <= x.shape[1]:
             raise ValueError(f"n_frames={n_frames} must lie in 1..{x.shape[1]} (speech frames of the input)")
-        engine = self._common(params, token_ids)
-        engine.forward_fn = self.encoder_forward(prompt_ids, token_ids)
+        engine = self._engine(self.encoder_forward(prompt_ids, token_ids), params)
         hidden = self.encode(x)
         n_pos = min(math.ceil(n_frames / 2), hidden.shape[0])
         units = encoder_units(n_pos, params.run_length)
