@@ -426,3 +426,14 @@ def test_saliency_for_set_resumes_and_refuses_other_params(tiny_whisper, utt, tm
     with pytest.raises(ValueError, match="hypothesis tokens"):
         saliency_for_set(tiny_whisper, [{**utt, "token_ids": [10, 2]}], tmp_path, p, kind="encoder",
                          dtype="float32", progress=False)
+
+
+def test_bench_zscore_and_greedy_helpers(tiny_whisper, utt):
+    from crossattn_saliency import bench
+
+    maps = np.random.default_rng(0).normal(3.0, 2.0, size=(4, 6, 5))
+    z = bench.zscore_tokens(maps)
+    np.testing.assert_allclose(z.reshape(4, -1).mean(1), 0, atol=1e-12)
+    np.testing.assert_allclose(z.reshape(4, -1).std(1, ddof=1), 1, atol=1e-12)
+    toks = bench.greedy_hypothesis(tiny_whisper, utt["features"], utt["prompt_ids"], eot=2, max_tokens=5)
+    assert toks[-1] == 2 and 1 <= len(toks) <= 6

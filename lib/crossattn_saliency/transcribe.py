@@ -94,16 +94,19 @@ def features(loaded: LoadedModel, audio: np.ndarray, sampling_rate: int = SAMPLI
 
 
 def decode(loaded: LoadedModel, feats: np.ndarray, language: str = "en", task: str = "transcribe",
-           beam_size: int = 5) -> list[int]:
+           beam_size: int = 5, max_new_tokens: int | None = None) -> list[int]:
     """Decode one utterance; returns generated token ids ending with <|endoftext|>.
 
     ``feats`` is ``mel x frames`` (80 x 3000). Beam search when ``beam_size > 1``,
     greedy otherwise; Whisper's suppressed tokens apply, no timestamps.
+    ``max_new_tokens`` caps the output (default: the model's 448-position limit).
     """
     import torch
 
     model = loaded.model
     kwargs: dict[str, Any] = dict(num_beams=beam_size, do_sample=False)
+    if max_new_tokens is not None:
+        kwargs["max_new_tokens"] = int(max_new_tokens)
     if loaded.info.multilingual:
         kwargs.update(language=language, task=task)
     else:
