@@ -151,3 +151,29 @@ def test_ceiling_and_disattenuation_edge_cases():
     assert np.isnan(rel.disattenuate(0.3, -0.2))
     out = rel.disattenuate(np.array([0.3, 0.3]), np.array([0.09, 0.0]))
     assert out[0] == pytest.approx(1.0) and np.isnan(out[1])
+
+
+def test_convergence_curve_on_truth_plus_noise():
+    """Maps that average more noise draws converge to the truth; reliability rises with n."""
+    from crossattn_saliency.reliability import convergence_curve
+
+    rng = np.random.default_rng(3)
+    truth = rng.standard_normal((4, 60))
+
+    def mean_of(n, stream):  # mean of n noisy draws
+        return truth + stream.standard_normal((4, 60)) * 3.0 / np.sqrt(n)
+
+    ra, rb = np.random.default_rng(10), np.random.default_rng(11)
+    snaps = {}
+    for n in (8, 32, 128):
+        a, b = mean_of(n / 2, ra), mean_of(n / 2, rb)
+        snaps[n] = ((a + b) / 2, a, b)
+    fa, fb = mean_of(256, ra), mean_of(256, rb)
+    out = convergence_curve(snaps, (fa + fb) / 2, fa, fb, 512)
+    assert list(out["n"]) == [8, 32, 128, 512]
+    assert np.isnan(out["rho_to_final"][-1])
+    assert np.all(np.diff(out["rho_to_final"][:-1]) > 0)
+    assert np.all(np.diff(out["reliability"]) > 0)
+    # theory: half of n draws has noise var 9/(n/2); r_half = 1 / (1 + 18/n)
+    for n, r in zip(out["n"], out["split_half"]):
+        assert abs(r - 1 / (1 + 18 / n)) < 0.15

@@ -370,7 +370,7 @@ def deletion_results(profile: Profile, cond: Condition, items: list[Aligned], re
                                         occlusion_value=floor_value(u.features), wer_fn=wer_fn,
                                         progress=False, seed=profile.seed)
             curves[name] = {"percents": [float(p) for p in c.percents], "wer": [float(w) for w in c.wer],
-                            "auc": float(c.auc), "texts": list(c.texts)}
+                            "n_deleted": [int(k) for k in c.n_deleted], "auc": float(c.auc), "texts": list(c.texts)}
         rec = {"params": params, "utt_id": u.utt_id, "condition": cond.name, "curves": curves}
         cache_mod.write_json(path, rec)
         results.append(rec)

@@ -327,3 +327,40 @@ def compare_reliability_tables(table_a: ReliabilityTable, table_b: ReliabilityTa
         raw, dis = diff(slice(None))
         boot = np.array([diff(row) for row in compare.bootstrap_indices(n, n_bootstrap, seed)])
     return {"raw": _interval(raw, boot[:, 0], alpha), "disattenuated": _interval(dis, boot[:, 1], alpha)}
+
+
+def convergence_curve(snapshots: dict, final: np.ndarray, final_half_a: np.ndarray, final_half_b: np.ndarray,
+                      n_final: int, reduce: str | None = None, normalization: str = "token_z",
+                      factor: int = 2) -> dict[str, np.ndarray]:
+    """How a SPES map converges with the number of perturbations.
+
+    Parameters
+    ----------
+    snapshots : ``n -> (full, half_a, half_b)`` maps after the first ``n`` perturbations
+        (``tokens x frames x mel`` or ``tokens x enc_frames``).
+    final, final_half_a, final_half_b : the maps after all ``n_final`` perturbations.
+    reduce : reducer to the encoder grid applied before comparing (``None`` = full resolution).
+
+    Returns
+    -------
+    dict of arrays over the budgets ``n`` (snapshots then ``n_final``):
+    ``n``; ``rho_to_final``: Pearson of the (normalized) map at ``n`` with the final map
+    (NaN at ``n_final``; the final map *contains* the earlier perturbations, so this
+    overstates agreement with an independent map); ``split_half``: Pearson of the two
+    independent halves at ``n``; ``reliability``: Spearman-Brown step-up of ``split_half``
+    to the full ``n`` (the expected correlation of two independent maps of ``n``
+    perturbations each).
+    """
+    budgets = sorted(int(k) for k in snapshots) + [int(n_final)]
+    maps = {int(k): v for k, v in snapshots.items()}
+    maps[int(n_final)] = (final, final_half_a, final_half_b)
+    ref = _prepare(final, reduce, factor, normalization).ravel()
+    rho, half = [], []
+    for n in budgets:
+        full, a, b = maps[n]
+        rho.append(np.nan if n == n_final else
+                   compare.correlation(_prepare(full, reduce, factor, normalization).ravel(), ref))
+        half.append(split_half_reliability(a, b, reduce=reduce, normalization=normalization, factor=factor))
+    half_arr = np.asarray(half, dtype=np.float64)
+    return {"n": np.asarray(budgets), "rho_to_final": np.asarray(rho, dtype=np.float64),
+            "split_half": half_arr, "reliability": np.asarray(spearman_brown(half_arr, 2.0), dtype=np.float64)}
