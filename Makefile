@@ -35,9 +35,9 @@ notebooks: setup ## run every numbered notebook in order through papermill
 	  $(MAKE) --no-print-directory nb NB=$$(basename $$nb | cut -c1-2) PROFILE=$(PROFILE) || exit 1; \
 	done
 
-nb: setup ## rerun one notebook from cached results, e.g. make nb NB=03
+nb: setup ## rerun one notebook from cached results, e.g. make nb NB=06 [SET='field=json ...']
 	@test -n "$(NB)" || (echo "usage: make nb NB=03 [PROFILE=default]"; exit 2)
-	$(PY) -m crossattn_saliency.run_notebook $(NB) --profile $(PROFILE)
+	$(PY) -m crossattn_saliency.run_notebook $(NB) --profile $(PROFILE) $(foreach s,$(SET),--set '$(s)')
 
 test: setup ## the test suite (unit, integration on real models/audio, notebook smoke runs)
 	bash data/install_system_deps.sh
@@ -48,7 +48,7 @@ test-fast: setup ## unit tests only (no real models, no notebooks)
 	$(PY) -m pytest -q -m "not integration and not notebooks"
 
 bench: setup ## SPES throughput and bf16-vs-fp32 figures -> results/bench/
-	$(PY) -m crossattn_saliency.bench --out results/bench
+	$(PY) -m crossattn_saliency.bench --out results/bench --n-perturbations 96
 
 lab: setup ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/

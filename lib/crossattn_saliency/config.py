@@ -229,4 +229,13 @@ def get_profile(name: str = "default", **overrides: Any) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "conditions" in overrides:  # JSON-friendly: [model, dataset, task, language] lists or dicts
+        overrides["conditions"] = tuple(
+            c if isinstance(c, Condition) else Condition(**c) if isinstance(c, Mapping) else Condition(*c)
+            for c in overrides["conditions"])
+    for key in ("saliency_conditions",):
+        if isinstance(overrides.get(key), list):
+            overrides[key] = tuple(overrides[key])
+    if isinstance(overrides.get("set_sizes"), Mapping):
+        overrides["set_sizes"] = {**PROFILES[name].set_sizes, **overrides["set_sizes"]}
     return PROFILES[name].with_overrides(**overrides) if overrides else PROFILES[name]

@@ -1,0 +1,33 @@
+"""Profiles, overrides and paths."""
+from __future__ import annotations
+
+import pytest
+
+from crossattn_saliency import config
+
+
+def test_profiles_and_overrides():
+    smoke = config.get_profile("smoke")
+    assert smoke.spes_perturbations < config.get_profile("default").spes_perturbations \
+        < config.get_profile("paper").spes_perturbations == 20000
+    p = config.get_profile("default", spes_perturbations=50, seed=None)
+    assert p.spes_perturbations == 50 and p.seed == config.get_profile("default").seed
+    with pytest.raises(ValueError, match="unknown profile field"):
+        config.get_profile("default", spes_perturbation=5)
+    with pytest.raises(ValueError, match="unknown profile"):
+        config.get_profile("fast")
+
+
+def test_conditions_from_json_lists():
+    p = config.get_profile("smoke", conditions=[["openai/whisper-small", "en-real", "transcribe", "en"]],
+                           saliency_conditions=["openai/whisper-small__en-real__asr"], set_sizes={"en-real": 3})
+    assert p.conditions[0].name == "openai/whisper-small__en-real__asr"
+    assert [c.model for c in p.saliency_conditions_list()] == ["openai/whisper-small"]
+    assert p.set_sizes["en-real"] == 3 and p.set_sizes["it-tts"] == 2
+
+
+def test_cache_env_moves_assets(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.ENV_CACHE, str(tmp_path / "assets"))
+    assert config.models_dir() == tmp_path / "assets" / "models"
+    assert config.output_dir("default") == config.results_dir()
+    assert config.output_dir("smoke", "tables") == config.results_dir() / "profiles" / "smoke" / "tables"
