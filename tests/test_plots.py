@@ -69,3 +69,14 @@ def test_reliability_curve_lines_with_extrapolation_and_target():
     assert np.isclose(pred.get_ydata()[0], 0.6) and pred.get_ydata()[-1] > 0.9
     assert ax.get_xscale() == "log"
     assert len(plots.plot_reliability_curve(measured).axes[0].lines) == 2
+
+
+def test_reliability_curve_skips_extrapolation_for_nonpositive_reliability():
+    from crossattn_saliency.plots import plot_reliability_curve
+
+    fig = plot_reliability_curve({"noisy": ([50, 100], [0.05, -0.02]), "ok": ([50, 100], [0.3, 0.5])},
+                                 extrapolate_to=20000, target=0.9)
+    ax = fig.axes[0]
+    dashed = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
+    assert len(dashed) == 1 and dashed[0].get_ydata().max() <= 1.0
+    assert ax.get_ylim()[0] >= -0.2

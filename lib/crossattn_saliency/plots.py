@@ -204,20 +204,19 @@ def plot_reliability_curve(measured: Mapping[str, tuple[Sequence[float], Sequenc
         if n.shape != r.shape or n.ndim != 1:
             raise ValueError(f"{name}: n_perturbations and reliability must be 1-D of equal length")
         (line,) = ax.plot(n, r, marker="o", label=name)
-        if extrapolate_to is not None:
-            i = int(np.nanargmax(n))
+        i = int(np.nanargmax(n))
+        if extrapolate_to is not None and 0 < r[i] < 1:  # Spearman-Brown is meaningless for r <= 0
             m = np.geomspace(n[i], max(float(extrapolate_to), n[i]), 50)
-            ax.plot(m, reliability_at(np.clip(r[i], -1, 1), n[i], m), linestyle="--",
-                    color=line.get_color())
+            ax.plot(m, reliability_at(r[i], n[i], m), linestyle="--", color=line.get_color())
     if target is not None:
         ax.axhline(target, color="grey", linestyle=":", linewidth=1, label=f"target {target:g}")
     ax.set_xscale("log")
     ax.set_xlabel("perturbations")
     ax.set_ylabel("reliability")
-    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.0)
+    ax.set_ylim(max(-0.2, min(0.0, ax.get_ylim()[0])), 1.0)
     if title:
         ax.set_title(title)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
     return fig
 
 
