@@ -60,6 +60,6 @@ def test_report_markdown_lists_claims_and_tables(tmp_path):
     claims = report.claims_table(*_tables(rho_it=0.9))
     report.save_table(pd.DataFrame({"x": [1]}), tmp_path / "quality", title="Q")
     text = report.report_markdown(config.get_profile("smoke"), claims, tmp_path)
-    assert "## The claims" in text and "| claim | study |" in text
+    assert "## The claims" in text and "| claim | study |" in text and "do not (fully) hold" in text
     assert "**it_st** (does not hold)" in text
     assert "| x |" in text and "table `deletion` not produced" in text

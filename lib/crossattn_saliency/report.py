@@ -232,7 +232,7 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
         "## The claims",
         "",
         markdown_table(claims),
-        "## What changes with the noise ceiling",
+        "## Claims that do not (fully) hold here, raw and corrected for the reference's noise",
         "",
     ]
     if changed:
@@ -243,9 +243,10 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
         lines.append("- Every claim holds on raw values here.")
     lines += [
         "",
-        "Read the disattenuated column as an upper bound on what a noise-free saliency map would show: where the "
-        "raw correlation is low but the ceiling is low too, \"cross-attention explains only half\" is partly a "
-        "statement about the reference's noise, not about attention.",
+        "Read the disattenuated column as an estimate of what a noise-free saliency map would show: where the "
+        "raw correlation is low but the ceiling is low too, a low agreement is partly a statement about the "
+        "reference's sampling noise, not about attention. Where even the disattenuated value stays low, the "
+        "disagreement is real.",
         "",
         "## Model quality", "", _include(tables, "quality"),
         "## Correlation of cross-attention with saliency (aggregates)", "", _include(tables, "correlation_summary"),
