@@ -115,12 +115,13 @@ def utterances(profile: Profile, cond: Condition, n: int | None = None) -> Itera
 
 
 def cross_attention(profile: Profile, cond: Condition, n: int | None = None,
-                    progress: bool = True) -> list[attn.CrossAttention]:
-    """Cross-attention of every layer and head for the first ``n`` utterances (cached)."""
+                    progress: bool = True, utts: list[Utterance] | None = None) -> list[attn.CrossAttention]:
+    """Cross-attention of every layer and head for the first ``n`` utterances (cached);
+    ``utts`` passes utterances already prepared by :func:`utterances`."""
     loaded = model_for(profile, cond)
     out_dir = config.cache_dir(profile.name) / "attention" / cond.name
-    paths = attn.attention_for_set(loaded, ((u.features, u.hyp) for u in utterances(profile, cond, n)),
-                                   out_dir, progress=progress)
+    utts = utts if utts is not None else utterances(profile, cond, n)
+    paths = attn.attention_for_set(loaded, ((u.features, u.hyp) for u in utts), out_dir, progress=progress)
     return [attn.CrossAttention.load(p) for p in paths]
 
 
@@ -160,7 +161,7 @@ def _spes_items(utts: list[Utterance]) -> list[Any]:
 
 
 def saliency(profile: Profile, cond: Condition, kind: str = "input", n: int | None = None,
-             progress: bool = True) -> list[Any]:
+             progress: bool = True, utts: list[Utterance] | None = None) -> list[Any]:
     """SPES maps (``SaliencyResult``) of the first ``n`` utterances (default: the
     profile's ``saliency_utterances``), computed once and cached per utterance.
 
@@ -170,7 +171,7 @@ def saliency(profile: Profile, cond: Condition, kind: str = "input", n: int | No
     from .saliency import SaliencyResult, saliency_for_set
 
     n = profile.saliency_utterances if n is None else n
-    utts = list(utterances(profile, cond, n))
+    utts = utts if utts is not None else list(utterances(profile, cond, n))
     out_dir = config.cache_dir(profile.name) / ("saliency_x" if kind == "input" else "saliency_h") / cond.name
     paths = saliency_for_set(model_for(profile, cond).model, _spes_items(utts), out_dir,
                              spes_params(profile, kind), kind=kind, dtype=profile.dtype,
@@ -223,9 +224,9 @@ def aligned(profile: Profile, cond: Condition, progress: bool = True) -> list[Al
     """CA, SM_X and SM_H for the saliency utterances of a condition (all cached)."""
     n = profile.saliency_utterances
     utts = list(utterances(profile, cond, n))
-    cas = cross_attention(profile, cond, n, progress=progress)
-    sx = saliency(profile, cond, "input", n, progress=progress)
-    sh = saliency(profile, cond, "encoder", n, progress=progress)
+    cas = cross_attention(profile, cond, progress=progress, utts=utts)
+    sx = saliency(profile, cond, "input", progress=progress, utts=utts)
+    sh = saliency(profile, cond, "encoder", progress=progress, utts=utts)
     out = []
     for u, ca, x, h in zip(utts, cas, sx, sh):
         if list(x.token_ids) != list(ca.token_ids) or list(h.token_ids) != list(ca.token_ids):
@@ -356,13 +357,12 @@ def deletion_results(profile: Profile, cond: Condition, items: list[Aligned], re
                          max_new_tokens=2 * len(u.hyp.token_ids) + 10)
             return loaded.tokenizer.decode(ids, skip_special_tokens=True)
 
+        out_lang = cond.language if cond.task == "transcribe" else "en"
+
         def wer_fn(ref: str, hyp: str) -> float:
-            norm = metrics.normalizer(cond.language if cond.task == "transcribe" else "en")
-            r, h = norm(ref).strip(), norm(hyp).strip()
-            if not r:
-                r, h = ref, hyp
-            import jiwer
-            return float(jiwer.wer(r, h)) if h else 1.0
+            # normalized WER as a fraction; raw text where normalization leaves nothing
+            normalize = bool(metrics.normalizer(out_lang)(ref).strip())
+            return metrics.wer([ref], [hyp], out_lang, normalize=normalize) / 100.0
 
         curves = {}
         for name, rank in rankings.items():
