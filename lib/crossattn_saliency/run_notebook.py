@@ -37,8 +37,23 @@ def run(number: str, profile: str = "default", overrides: dict[str, Any] | None 
     t0 = time.time()
     pm.execute_notebook(str(src), str(out), parameters={"profile": profile, "overrides": overrides or {}},
                         cwd=str(src.parent), kernel_name="python3", progress_bar=False)
+    _relative_paths(out)
     print(f"{src.name} [{profile}] done in {time.time() - t0:.0f} s -> {out}")
     return out
+
+
+def _relative_paths(path: Path) -> None:
+    """Record papermill's input/output paths relative to the repository (no machine paths in results)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    root = config.repo_root()
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            p = Path(meta[key]).resolve()
+            meta[key] = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
+    nbformat.write(nb, str(path))
 
 
 def main(argv: list[str] | None = None) -> None:
