@@ -14,7 +14,6 @@ Cache layout (``config.cache_dir(profile)``)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -23,7 +22,7 @@ from . import attention as attn
 from . import config, metrics
 from .config import Condition, Profile
 from .models import LoadedModel, load_model
-from .transcribe import Hypothesis, features, load_hypotheses, transcribe_set
+from .transcribe import Hypothesis, features, transcribe_set
 
 
 @dataclass
@@ -66,10 +65,13 @@ def model_for(profile: Profile, cond: Condition) -> LoadedModel:
     return load_model(cond.model)
 
 
-def hypotheses(profile: Profile, cond: Condition, progress: bool = True) -> list[Hypothesis]:
-    """Decode (or read from cache) the model's output for every utterance of a condition."""
+def hypotheses(profile: Profile, cond: Condition, progress: bool = True,
+               rows: list[dict[str, Any]] | None = None) -> list[Hypothesis]:
+    """Decode (or read from cache) the model's output for every utterance of a condition;
+    ``rows`` passes the condition's rows when the caller already loaded them."""
     path = config.cache_dir(profile.name) / "hypotheses" / f"{cond.name}.json"
-    return transcribe_set(model_for(profile, cond), _rows(profile, cond), cond.language, cond.task,
+    rows = rows if rows is not None else _rows(profile, cond)
+    return transcribe_set(model_for(profile, cond), rows, cond.language, cond.task,
                           profile.beam_size, path, progress=progress)
 
 
@@ -86,7 +88,7 @@ def quality_table(profile: Profile, progress: bool = True) -> Any:
         rows = _rows(profile, cond)
         if not rows:
             continue
-        hyps = hypotheses(profile, cond, progress)
+        hyps = hypotheses(profile, cond, progress, rows=rows)
         refs = [reference_of(r, cond) for r in rows]
         texts = [h.text for h in hyps]
         rec = {"model": cond.model, "set": cond.dataset,
@@ -105,9 +107,9 @@ def quality_table(profile: Profile, progress: bool = True) -> Any:
 def utterances(profile: Profile, cond: Condition, n: int | None = None) -> Iterator[Utterance]:
     """Features, hypothesis and reference of the first ``n`` utterances of a condition."""
     loaded = model_for(profile, cond)
-    hyps = {h.utt_id: h for h in hypotheses(profile, cond, progress=False)}
-    rows = _rows(profile, cond)[:n] if n is not None else _rows(profile, cond)
-    for row in rows:
+    all_rows = _rows(profile, cond)
+    hyps = {h.utt_id: h for h in hypotheses(profile, cond, progress=False, rows=all_rows)}
+    for row in (all_rows[:n] if n is not None else all_rows):
         uid = str(row["id"])
         feats, n_frames = features(loaded, np.asarray(row["audio"], dtype=np.float32), int(row["sampling_rate"]), uid)
         yield Utterance(uid, feats, n_frames, hyps[uid], reference_of(row, cond),
@@ -131,10 +133,6 @@ def condition(profile: Profile, name: str) -> Condition:
         if c.name == name:
             return c
     raise ValueError(f"no condition {name!r} in profile {profile.name}; have {[c.name for c in profile.conditions]}")
-
-
-def cache_path(profile: Profile, step: str, cond: Condition) -> Path:
-    return config.cache_dir(profile.name) / step / cond.name
 
 
 # --------------------------------------------------------------------------- saliency
@@ -337,8 +335,9 @@ def deletion_results(profile: Profile, cond: Condition, items: list[Aligned], re
         params = {"step": profile.deletion_step, "beam": profile.deletion_beam, "reducers": list(reducers),
                   "max_new_tokens": "2 x hypothesis + 10",
                   "seed": profile.seed, "spes": a.sm_x.params}
-        if path.is_file() and cache_mod.read_json(path).get("params") == params:
-            results.append(cache_mod.read_json(path))
+        cached = cache_mod.read_json(path) if path.is_file() else None
+        if cached is not None and cached.get("params") == params:
+            results.append(cached)
             continue
         u = a.utt
         T, F = u.n_frames, u.features.shape[0]

@@ -151,7 +151,7 @@ def claims_table(corr: Any, mixing: Any, deletion_auc: Any, reducers: Any, quali
                      dis=f"{_range(rhd)} (ceiling {_range(allh['ceiling'])})",
                      verdict=_verdict(bool(in6.all()), partly=bool(in6.any()))))
     # 7: gain
-    g, gd = mixing["gain"], mixing["gain_disattenuated"]
+    g = mixing["gain"]
     rows.append(dict(claim="gain", ours="; ".join(f"{r.condition}: {r.gain:+.2f} [{r.gain_lo:+.2f}, {r.gain_hi:+.2f}]"
                                                   for r in mixing.itertuples()),
                      dis="; ".join(f"{r.condition}: {r.gain_disattenuated:+.2f}" for r in mixing.itertuples()),
@@ -217,7 +217,7 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
         "`results/tables/`; the study's figures are from Papi et al. (2025) as digested in `shared/PAPER.md`.",
         "",
         "## How these numbers were made",
-        f"- Models: Whisper tiny.en (English ASR) and Whisper base (multilingual, ASR + translation), "
+        "- Models: Whisper tiny.en (English ASR) and Whisper base (multilingual, ASR + translation), "
         "real pretrained weights (not the study's in-house Conformer/FAMA models).",
         f"- Hypotheses: beam {p.beam_size}. Saliency: SPES, {p.spes_perturbations} perturbations on the input "
         f"(the study: 20,000), {p.spes_h_perturbations} on the encoder output, {p.saliency_utterances} utterance(s) "
