@@ -151,11 +151,27 @@ def test_curve_percents_end_at_100_and_identical_inputs_decode_once():
     assert curve.as_dict()["auc"] == pytest.approx(curve.auc)
 
 
-def test_ca_ranking_expanded_to_input_grid_can_be_deleted():
-    ca = np.random.default_rng(0).random((4, compare.encoder_length(N_SPEECH)))  # I x T'
+def test_ca_ranking_expanded_to_input_grid_finds_what_the_decoder_needs():
+    # a cross-attention map (I x T') that attends where the fake decoder's important cells are:
+    # each encoder position scores the important cells of its 2 input frames, plus per-token noise
+    t_enc = compare.encoder_length(N_SPEECH)
+    per_frame = _important().sum(axis=1).astype(float)  # frames
+    per_pos = np.add.reduceat(per_frame, np.arange(0, N_SPEECH, 2))  # T'
+    assert per_pos.shape == (t_enc,) and per_pos.std() > 0
+    ca = per_pos[None] + 0.1 * np.random.default_rng(0).random((4, t_enc))
     score = compare.expand_to_input_grid(deletion.utterance_ranking_map(ca), N_SPEECH, N_MEL)
-    curve, _ = _curve(score, step=25)
-    assert curve.wer.shape == (5,)
+    informed, _ = _curve(score, step=10)
+    reverse, _ = _curve(-score, step=10)
+    for c in (informed, reverse):
+        # deleting a larger share never deletes fewer cells (masks are nested), nor lowers this decoder's WER
+        assert np.all(np.diff(c.n_deleted) >= 0) and np.all(np.diff(c.wer) >= 0)
+        assert c.n_deleted.tolist() == [deletion.n_cells_to_delete(k, N_SPEECH * N_MEL) for k in c.percents]
+        assert c.wer[0] == 0.0 and c.wer[-1] == 100.0
+    # the informed ranking breaks the output earlier than the reverse one, at every step and overall
+    assert np.all(informed.wer >= reverse.wer)
+    first_half = [float(c.percents[np.argmax(c.wer >= 50)]) for c in (informed, reverse)]
+    assert first_half[0] < first_half[1], first_half
+    assert informed.auc > reverse.auc + 20
 
 
 def test_wer_is_clipped_and_custom_wer_fn_is_a_fraction():
@@ -178,4 +194,13 @@ def test_curve_errors_name_the_problem():
         deletion.deletion_curve(feats, N_TOTAL + 1, score, dec, REFERENCE, occlusion_value=0.0)
     with pytest.raises(ValueError, match="empty"):
         deletion.default_wer("", "a")
+
+
+def test_default_wer_is_metrics_wer_without_normalization_as_a_fraction():
+    from crossattn_saliency import metrics
+
     assert deletion.default_wer("a b c d", "a b c") == pytest.approx(0.25)
+    assert deletion.default_wer("a b", "") == 1.0
+    for ref, hyp in [("Mr. Smith is here.", "mister smith is here"), ("w1 w2 w3", "w1 x w3 w4")]:
+        assert deletion.default_wer(ref, hyp) == pytest.approx(metrics.wer([ref], [hyp], normalize=False) / 100)
+    assert deletion.default_wer("Mr. Smith is here.", "mister smith is here") == pytest.approx(0.75)  # as given

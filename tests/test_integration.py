@@ -1,10 +1,12 @@
 """Integration: the real embedded Whisper models on real speech (LibriVox, pocketsphinx sdist)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from crossattn_saliency import attention, data, metrics, models, transcribe
+from crossattn_saliency import attention, ct2, data, metrics, models, transcribe
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +29,9 @@ def loaded(request):
 
 def test_every_converted_tensor_is_accounted_for(loaded):
     parts, _, _ = models.embedded_source(loaded.name)
-    ct2 = models.read_ct2_model(b"".join(p.read_bytes() for p in parts))
-    state, used = models.ct2_to_transformers_state(ct2)
-    assert models.unaccounted_variables(ct2, used) == []
+    c = ct2.read_ct2_model(b"".join(p.read_bytes() for p in parts))
+    state, used = ct2.ct2_to_transformers_state(c)
+    assert ct2.unaccounted_variables(c, used) == []
     assert set(state) | {"proj_out.weight"} == set(loaded.model.state_dict())
     for k in ("model.encoder.conv1.weight", "model.decoder.layers.0.encoder_attn.v_proj.weight"):
         np.testing.assert_array_equal(loaded.model.state_dict()[k].numpy(), state[k])
@@ -68,7 +70,21 @@ def test_forced_decoding_reproduces_the_hypothesis(loaded, librivox):
 def test_base_translates_italian_speech():
     base = models.load_model("whisper-base")
     row = data.load_set("it-tts", 2)[0]
-    feats, _ = transcribe.features(base, row["audio"], row["sampling_rate"], row["id"])
+    feats, n = transcribe.features(base, row["audio"], row["sampling_rate"], row["id"])
     ids = transcribe.decode(base, feats, "it", "translate", beam_size=1)
-    assert base.tokenizer.decode(ids[:1]).strip()  # a non-empty English output
-    assert ids[-1] == base.special_ids["eot"]
+    eot = base.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert eot == base.tokenizer.eos_token_id
+    # <|endoftext|> closes the hypothesis and appears nowhere else; every other token is text
+    # (special tokens, timestamps included, have ids >= <|endoftext|>'s)
+    assert ids[-1] == eot and eot not in ids[:-1]
+    assert len(ids) >= 2 and all(t < eot for t in ids[:-1]), ids
+    # the model itself ends the output there: decode did not stop at the length limit and
+    # append <|endoftext|>, the model predicts it at the last position when teacher-forced
+    hyp = transcribe.Hypothesis(row["id"], tuple(base.prompt_ids("it", "translate")), tuple(ids), "", n)
+    logits, _ = attention.forced_decoding(base, feats, hyp, output_attentions=False)
+    assert int(logits[-1].argmax()) == eot
+    # the decoded text holds no special token and is English words (Latin letters)
+    raw = base.tokenizer.decode(ids[:-1], skip_special_tokens=False)
+    text = base.tokenizer.decode(ids, skip_special_tokens=True)
+    assert "<|" not in raw and raw == text, raw
+    assert re.search(r"[A-Za-z]{2,}", text), text

@@ -1,4 +1,5 @@
-"""Models: CTranslate2 reader, name mapping, conversion, errors (unit tests, tiny models)."""
+"""Models: CTranslate2 reader and name mapping (ct2.py); conversion, loading, errors (models.py).
+Unit tests on tiny models."""
 from __future__ import annotations
 
 import struct
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossattn_saliency import models
+from crossattn_saliency import ct2, models
 
 
 # --------------------------------------------------------------------------- a hand-made writer
@@ -42,7 +43,7 @@ def test_reader_on_hand_made_file():
     w = np.arange(6, dtype=np.float16).reshape(2, 3)
     raw = write_ct2({"a/weight": w, "a/num_heads": np.array(4, dtype=np.int8),
                      "b": np.array([1.5, -2], dtype=np.float32)}, {"c/weight": "a/weight"})
-    m = models.read_ct2_model(raw)
+    m = ct2.read_ct2_model(raw)
     assert (m.version, m.spec) == (6, "WhisperSpec")
     np.testing.assert_array_equal(m.variables["a/weight"], w)
     assert m.variables["a/weight"].dtype == np.float16 and m.variables["a/weight"].shape == (2, 3)
@@ -58,8 +59,10 @@ def test_reader_on_hand_made_file():
 ])
 def test_reader_rejects_corrupt_files(damage, message):
     raw = write_ct2({"a": np.ones(3, np.float32)}, {"x": "a"})
-    with pytest.raises(models.CorruptModelFile, match=message):
-        models.read_ct2_model(damage(raw), source="model.bin")
+    with pytest.raises(ct2.CorruptModelFile, match=message):
+        ct2.read_ct2_model(damage(raw), source="model.bin")
+    # the same error types are models' API (load_model and convert_ct2_whisper raise them)
+    assert models.CorruptModelFile is ct2.CorruptModelFile and issubclass(models.ModelPackageMissing, ct2.ModelError)
 
 
 # --------------------------------------------------------------------------- mapping round trip
@@ -114,9 +117,10 @@ def _to_ct2_variables(model) -> dict[str, np.ndarray]:
 
 def test_name_mapping_accounts_for_every_tensor():
     model = _tiny_whisper(vocab=64)
-    ct2 = models.read_ct2_model(write_ct2(_to_ct2_variables(model), {"decoder/projection/weight": "decoder/embeddings/weight"}))
-    state, used = models.ct2_to_transformers_state(ct2)
-    assert models.unaccounted_variables(ct2, used) == []
+    c = ct2.read_ct2_model(write_ct2(_to_ct2_variables(model), {"decoder/projection/weight": "decoder/embeddings/weight"}))
+    state, used = ct2.ct2_to_transformers_state(c)
+    assert ct2.unaccounted_variables(c, used) == []
+    assert ct2.n_layers(c, "encoder") == ct2.n_layers(c, "decoder") == 2
     expected = set(model.state_dict()) - {"proj_out.weight"}
     assert set(state) == expected, (expected - set(state), set(state) - expected)
     for k, v in state.items():
@@ -128,9 +132,9 @@ def test_unknown_variable_is_reported():
     model = _tiny_whisper(vocab=64)
     var = _to_ct2_variables(model)
     var["decoder/layer_0/mystery/weight"] = np.ones(2, np.float16)
-    ct2 = models.read_ct2_model(write_ct2(var, {"decoder/projection/weight": "decoder/embeddings/weight"}))
-    _, used = models.ct2_to_transformers_state(ct2)
-    assert models.unaccounted_variables(ct2, used) == ["decoder/layer_0/mystery/weight"]
+    c = ct2.read_ct2_model(write_ct2(var, {"decoder/projection/weight": "decoder/embeddings/weight"}))
+    _, used = ct2.ct2_to_transformers_state(c)
+    assert ct2.unaccounted_variables(c, used) == ["decoder/layer_0/mystery/weight"]
 
 
 def _tiny_ct2_folder(tmp_path: Path) -> tuple[Path, object]:

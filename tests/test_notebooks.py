@@ -1,25 +1,77 @@
-"""Smoke run of every numbered notebook, in order, on the smoke profile (real models, real audio)."""
+"""Smoke run of every numbered notebook, in order, on the smoke profile (real models, real audio):
+each must write the tables and figures it promises, every registered explanation kind must
+reach the tables, and a rerun on unchanged inputs must rewrite identical files."""
 from __future__ import annotations
 
+import hashlib
+import time
+
+import pandas as pd
 import pytest
 
-from crossattn_saliency import config, run_notebook
+from crossattn_saliency import config, kinds, run_notebook
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.integration]
 
 NUMBERS = sorted(p.name[:2] for p in (config.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SMOKE = config.get_profile("smoke")
+FIRST = SMOKE.saliency_conditions_list()[0].name
+
+#: what each notebook promises to write (under the smoke profile's output folder)
+OUTPUTS = {
+    "00": ["tables/models.csv"],
+    "01": ["tables/datasets.csv", "figures/datasets_spectrograms.png"],
+    "02": ["tables/quality.csv"],
+    "03": ["tables/attention_mass.csv", "figures/ca_mass_by_layer.png", f"figures/ca_heads_{FIRST}.pdf"],
+    "04": ["tables/saliency_runs.csv", f"figures/sal_vs_ca_{FIRST}.png", f"figures/sal_x_{FIRST}.png"],
+    "05": ["tables/convergence.csv", "tables/reliability_budget.csv", "figures/convergence.png"],
+    "06": ["tables/correlation_all.csv", "tables/correlation.csv", "tables/context_mixing.csv",
+           "tables/correlation_summary.csv", "figures/rho_by_layer.png", f"figures/rho_heads_{FIRST}.png"],
+    "07": ["tables/deletion.csv", "tables/reducers.csv", "figures/deletion_curves.png"],
+    "08": ["REPORT.md", "tables/claims.csv", "tables/explanation_kinds.csv"],
+}
 
 
 def test_notebooks_exist_in_order():
     assert NUMBERS == [f"{i:02d}" for i in range(len(NUMBERS))] and len(NUMBERS) >= 9
+    assert set(OUTPUTS) == set(NUMBERS)
 
 
 @pytest.mark.parametrize("number", NUMBERS)
-def test_notebook_runs_on_smoke_profile(number, tmp_path):
-    out = run_notebook.run(number, "smoke", output=tmp_path / f"{number}.ipynb")
+def test_notebook_writes_what_it_promises(number, tmp_path):
     import nbformat
 
+    start = time.time() - 1
+    out = run_notebook.run(number, "smoke", output=tmp_path / f"{number}.ipynb")
+    base = config.output_dir("smoke")
+    for rel in OUTPUTS[number]:
+        path = base / rel
+        assert path.is_file() and path.stat().st_size > 0, f"notebook {number} did not write {rel}"
+        assert path.stat().st_mtime >= start, f"notebook {number} left {rel} from an earlier run"
     nb = nbformat.read(out, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
-    assert any(c.get("metadata", {}).get("tags") == ["parameters"] for c in nb.cells)
+    assert "start_time" not in nb.metadata.get("papermill", {})            # a stable record
+    assert not any("execution" in c.metadata for c in nb.cells)
+    if number == "06":
+        corr = pd.read_csv(base / "tables/correlation_all.csv")
+        want = {k.name for k in kinds.selected(SMOKE) if not k.reference}
+        assert set(corr["kind"]) == want and set(corr["target"]) == {"SM_X", "SM_H"}
+    if number == "07":
+        dels = pd.read_csv(base / "tables/deletion.csv")
+        assert {"CA", "NormCA", "SM_H", "SM_X full", "SM_X pooled max2d", "IG_X pooled max2d", "random"} \
+            <= set(dels.columns)
+    if number == "08":
+        report = (base / "REPORT.md").read_text()
+        assert all(f"{k.name}: {k.title}" in report for k in kinds.selected(SMOKE))
+
+
+def test_a_rerun_from_the_store_rewrites_identical_files(tmp_path):
+    """Notebook 08 recomputes every table from stored results: a second run changes no byte."""
+    base = config.output_dir("smoke")
+    files = [base / "REPORT.md", base / "tables/claims.csv", base / "tables/claims.md",
+             base / "tables/explanation_kinds.csv"]
+    digest = lambda: [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]  # noqa: E731
+    first_nb = run_notebook.run("08", "smoke", output=tmp_path / "a.ipynb")
+    before = digest()
+    second_nb = run_notebook.run("08", "smoke", output=tmp_path / "b.ipynb")
+    assert digest() == before
+    assert first_nb.read_bytes().replace(b"a.ipynb", b"b.ipynb") == second_nb.read_bytes()

@@ -1,8 +1,11 @@
-"""Tests of SPES (crossattn_saliency.saliency) on synthetic forward functions and a
-tiny randomly initialised Whisper model."""
+"""Tests of SPES (crossattn_saliency.spes, .whisper_spes, .saliency_result, .saliency) on
+synthetic forward functions and a tiny randomly initialised Whisper model."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +13,14 @@ import torch
 from scipy.ndimage import gaussian_filter
 from scipy.stats import spearmanr
 
-from crossattn_saliency import saliency as sal
-from crossattn_saliency.saliency import (MaskSampler, SaliencyResult, Spes, SpesParams, WhisperSpes,
-                                         encoder_units, saliency_for_set, slic_levels, spes_encoder,
-                                         spes_input)
+from crossattn_saliency import spes as sal
+from crossattn_saliency.saliency import saliency_for_set
+from crossattn_saliency.saliency_result import SaliencyResult
+from crossattn_saliency.spes import MaskSampler, Spes, SpesParams, encoder_units, slic_levels
+from crossattn_saliency.transcribe import teacher_forcing_inputs
+from crossattn_saliency.whisper_spes import WhisperSpes, spes_encoder, spes_input
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -299,7 +306,7 @@ def test_params_round_trip_and_segment_counts():
 
 def test_whisper_unperturbed_forward_matches_the_model(tiny_whisper, utt):
     ws = WhisperSpes(tiny_whisper, dtype="float32")
-    ids, start = ws.decoder_inputs(utt["prompt_ids"], utt["token_ids"])
+    ids, start = teacher_forcing_inputs(utt["prompt_ids"], utt["token_ids"])
     assert ids == [1, 3, 4, 10, 11, 12, 13] and start == 2
     x = torch.as_tensor(utt["features"])[None]
     with torch.inference_mode():
@@ -428,12 +435,89 @@ def test_saliency_for_set_resumes_and_refuses_other_params(tiny_whisper, utt, tm
                          dtype="float32", progress=False)
 
 
-def test_bench_zscore_and_greedy_helpers(tiny_whisper, utt):
+def _tiny_encoder_result(tiny_whisper, utt) -> SaliencyResult:
+    """The run that wrote ``fixtures/saliency_result_v1.npz`` (before saliency.py was split)."""
+    res = spes_encoder(tiny_whisper, utt["features"], utt["n_frames"], utt["prompt_ids"], utt["token_ids"],
+                       SMALL, dtype="float32", snapshots=(8,), progress=False)
+    res.utt_id = "u1"
+    return res
+
+
+def test_result_file_written_before_the_split_still_loads_and_matches(tiny_whisper, utt, tmp_path):
+    old = SaliencyResult.load(FIXTURES / "saliency_result_v1.npz")
+    assert old.kind == "encoder" and old.utt_id == "u1" and old.scores.shape == (5, 45)
+    assert old.params == {**SMALL.to_dict(), "kind": "encoder", "dtype": "float32", "snapshots": [8]}
+    assert sorted(old.snapshots) == [8] and old.n_segments == [45]
+    # the same run today gives the same maps (float16 storage tolerance) and the same counts
+    new = _tiny_encoder_result(tiny_whisper, utt)
+    np.testing.assert_array_equal(new.counts, old.counts)
+    np.testing.assert_array_equal(new.half_counts, old.half_counts)
+    for name in ("scores", "half_a", "half_b"):
+        x, y = getattr(new, name), getattr(old, name)
+        assert np.all(np.abs(x - y) <= 1e-3 * np.abs(x).max(axis=1, keepdims=True) + 1e-12), name
+    # and today's file has the same format: same array names and dtypes, same metadata
+    from crossattn_saliency import cache
+
+    new.info = old.info
+    arrays_new, meta_new = cache.read_npz(new.save(tmp_path / "u1.npz"))
+    arrays_old, meta_old = cache.read_npz(FIXTURES / "saliency_result_v1.npz")
+    assert meta_new == meta_old and meta_new["format"] == "crossattn_saliency.SaliencyResult/1"
+    assert {k: v.dtype for k, v in arrays_new.items()} == {k: v.dtype for k, v in arrays_old.items()}
+    for k in ("counts", "half_counts"):
+        np.testing.assert_array_equal(arrays_new[k], arrays_old[k])
+    # saliency_for_set accepts the old file as a cached result (same params and tokens: no recomputation)
+    cached = tmp_path / "set"
+    cached.mkdir()
+    (cached / "u1.npz").write_bytes((FIXTURES / "saliency_result_v1.npz").read_bytes())
+    before = (cached / "u1.npz").stat().st_mtime_ns
+    assert saliency_for_set(tiny_whisper, [utt], cached, SMALL, kind="encoder", dtype="float32",
+                            snapshots=(8,), progress=False) == [cached / "u1.npz"]
+    assert (cached / "u1.npz").stat().st_mtime_ns == before
+
+
+def test_saliency_module_re_exports_the_moved_names():
+    from crossattn_saliency import saliency, spes, whisper_spes
+
+    for name in ("SpesParams", "Spes", "SpesRun", "SegmentStats", "MaskSampler", "slic_levels", "encoder_units",
+                 "level_segment_counts", "floor_value", "kl_scores", "prob_drop_scores"):
+        assert getattr(saliency, name) is getattr(spes, name), name
+    for name in ("WhisperSpes", "spes_input", "spes_encoder"):
+        assert getattr(saliency, name) is getattr(whisper_spes, name), name
+    assert saliency.SaliencyResult is SaliencyResult
+
+
+def test_engine_does_not_import_the_whisper_layers():
+    code = ("import sys; import crossattn_saliency.spes; "
+            "bad = [m for m in ('crossattn_saliency.whisper_spes', 'crossattn_saliency.saliency', "
+            "'crossattn_saliency.saliency_result', 'transformers') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_engine_kl_scorer_is_kl_scores():
+    g = torch.Generator().manual_seed(0)
+    ref = torch.log_softmax(torch.randn(4, 9, generator=g), -1)
+    logp = torch.log_softmax(torch.randn(3, 4, 9, generator=g), -1)
+    got = Spes(lambda b: b, scorer="kl")._scorer(ref, None)(logp)
+    torch.testing.assert_close(got, sal.kl_scores(ref, logp), rtol=0, atol=0)
+    want = (ref.exp()[None] * (ref[None] - logp)).sum(-1)  # KL(P || Q) written out
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert torch.equal(sal.kl_scores(ref, ref[None]), torch.zeros(1, 4))
+
+
+def test_bench_map_agreement_z_scores_per_token(tiny_whisper, utt):
     from crossattn_saliency import bench
 
-    maps = np.random.default_rng(0).normal(3.0, 2.0, size=(4, 6, 5))
-    z = bench.zscore_tokens(maps)
-    np.testing.assert_allclose(z.reshape(4, -1).mean(1), 0, atol=1e-12)
-    np.testing.assert_allclose(z.reshape(4, -1).std(1, ddof=1), 1, atol=1e-12)
-    toks = bench.greedy_hypothesis(tiny_whisper, utt["features"], utt["prompt_ids"], eot=2, max_tokens=5)
-    assert toks[-1] == 2 and 1 <= len(toks) <= 6
+    rng = np.random.default_rng(0)
+    maps = rng.normal(3.0, 2.0, size=(4, 6, 5))
+    # a per-token affine change (what a dtype's scale drift would do) does not change the agreement
+    same = bench.map_agreement(maps, maps * np.array([1.0, 10.0, 0.1, 2.0])[:, None, None] + 5.0)
+    assert same["pearson_all"] == pytest.approx(1.0) and same["pearson_per_token_min"] == pytest.approx(1.0)
+    noisy = bench.map_agreement(maps, maps + rng.normal(0.0, 2.0, size=maps.shape))
+    assert 0.3 < noisy["pearson_per_token_min"] <= noisy["pearson_per_token_mean"] < 0.95
+    ws = WhisperSpes(tiny_whisper, dtype="float32", attn_implementation="eager")
+    ids, _ = teacher_forcing_inputs(utt["prompt_ids"], utt["token_ids"])
+    assert bench.bare_forward_rate(ws, utt["features"], ids, batch_size=2, n_batches=1) > 0
+    ratio = bench.interleaved_ratio(ws, utt["features"], utt["n_frames"], utt["prompt_ids"], utt["token_ids"],
+                                    batch_size=2, repeats=1)
+    assert math.isfinite(ratio) and ratio > 0

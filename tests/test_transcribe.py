@@ -32,18 +32,21 @@ def test_features_shape_and_speech_frames(tiny_loaded):
 
 
 def test_transcribe_set_caches_and_resumes(tiny_loaded, tmp_path, monkeypatch):
+    from crossattn_saliency.store import ParamsMismatch, ResultStore
+
     utts = [{"id": f"u{i}", "audio": _noise(1.0 + i, seed=i), "sampling_rate": 16000} for i in range(2)]
-    path = tmp_path / "hyp.json"
-    first = transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, path, progress=False)
+    store = ResultStore(tmp_path)
+    first = transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, store, "cond", progress=False)
     assert [h.utt_id for h in first] == ["u0", "u1"]
     assert all(h.token_ids[-1] == tiny_loaded.special_ids["eot"] for h in first)
     assert first[0].prompt_ids == tuple(tiny_loaded.prompt_ids())
+    assert (tmp_path / "hypotheses" / "cond" / "u1.json").is_file()
     monkeypatch.setattr(transcribe, "decode", lambda *a, **k: pytest.fail("decoded again"))
-    again = transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, path, progress=False)
+    again = transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, store, "cond", progress=False)
     assert again == first
-    assert transcribe.load_hypotheses(path)["u1"] == first[1]
-    with pytest.raises(ValueError, match="made with"):
-        transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 5, path, progress=False)
+    strict = ResultStore(tmp_path, on_mismatch="error")
+    with pytest.raises(ParamsMismatch, match="beam_size: stored 1, wanted 5"):
+        transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 5, strict, "cond", progress=False)
 
 
 def test_wer_uses_whisper_normalizer():

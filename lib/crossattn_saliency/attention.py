@@ -21,7 +21,7 @@ import numpy as np
 
 from . import cache
 from .models import LoadedModel
-from .transcribe import Hypothesis
+from .transcribe import Hypothesis, teacher_forcing_inputs
 
 #: A named aggregation: "all", "alignment", ("layer", l), ("head", l, h), ("last", k),
 #: or an explicit list of (layer, head) pairs.
@@ -136,7 +136,8 @@ class CrossAttention:
 
 def forced_decoding(loaded: LoadedModel, feats: np.ndarray, hyp: Hypothesis,
                     output_attentions: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """One teacher-forced pass over ``prompt + hypothesis``.
+    """One teacher-forced pass over ``prompt + hypothesis``
+    (decoder input from :func:`crossattn_saliency.transcribe.teacher_forcing_inputs`).
 
     Returns
     -------
@@ -147,13 +148,13 @@ def forced_decoding(loaded: LoadedModel, feats: np.ndarray, hyp: Hypothesis,
     import torch
 
     model = loaded.model
-    prompt, toks = list(hyp.prompt_ids), list(hyp.token_ids)
-    dec_in = torch.tensor([prompt + toks[:-1]], device=model.device)
+    ids, start = teacher_forcing_inputs(hyp.prompt_ids, hyp.token_ids)
+    dec_in = torch.tensor([ids], device=model.device)
     x = torch.as_tensor(feats, dtype=model.dtype, device=model.device)[None]
     with torch.inference_mode():
         out = model(input_features=x, decoder_input_ids=dec_in, output_attentions=output_attentions,
                     use_cache=False)
-    sl = slice(len(prompt) - 1, len(prompt) - 1 + len(toks))
+    sl = slice(start, start + len(hyp.token_ids))
     logits = out.logits[0, sl].float().cpu().numpy()
     if not output_attentions:
         return logits, None

@@ -10,23 +10,25 @@ size, it measures
   perturbation loop and over the whole call (segmentation and reference pass
   included), and its ratio to the floor (target >= 0.9);
 * the Pearson correlation between the float32 and bfloat16 maps computed on the
-  same masks (after per-token z-scoring), overall and per token.
+  same masks (after per-token z-scoring), overall and per token
+  (:func:`map_agreement`).
+
+The clip, its features, the hypothesis (greedy decoding), the decoder input, the
+occlusion value and the z-scoring all come from the package's own functions
+(:mod:`crossattn_saliency.data`, :mod:`crossattn_saliency.transcribe`,
+:mod:`crossattn_saliency.spes`, :mod:`crossattn_saliency.compare`), so the
+benchmark times exactly what the study runs.
 
 Run ``python -m crossattn_saliency.bench --out results/bench``; it writes
 ``bench.json`` and ``bench.md``. The default clip is a LibriVox sentence from the
 pocketsphinx source distribution on PyPI (public domain; fetched once with
-``pip download`` into ``config.assets_dir()/bench``), or pass ``--audio FILE.wav``
-(16 kHz mono).
+``pip download`` into ``config.sources_dir()``, shared with the ``en-real`` test
+set), or pass ``--audio FILE`` (any format soundfile reads; resampled to 16 kHz mono).
 """
 from __future__ import annotations
 
 import argparse
-import math
 import platform
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,60 +36,25 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import cache, config
-from .saliency import SpesParams, WhisperSpes
+from . import cache, compare, config, transcribe
+from .spes import SpesParams, floor_value
+from .transcribe import teacher_forcing_inputs
+from .whisper_spes import WhisperSpes
 
-CLIP_PACKAGE = "pocketsphinx==5.1.1"
-CLIP_MEMBER = "pocketsphinx-5.1.1/test/data/librivox/sense_and_sensibility_01_austen_64kb-0890.wav"
+#: the default clip inside the pocketsphinx sdist (``data.POCKETSPHINX_SDIST``)
+CLIP_MEMBER = "test/data/librivox/sense_and_sensibility_01_austen_64kb-0890.wav"
 CLIP_TEXT = "unless to be rather cold hearted and rather selfish is to be ill disposed"
 
 
 def default_clip() -> Path:
     """The benchmark's default clip (5.3 s of read English, 16 kHz), fetched once."""
-    dest = config.assets_dir() / "bench" / Path(CLIP_MEMBER).name
-    if dest.is_file():
-        return dest
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", tmp,
-               CLIP_PACKAGE]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        sdists = list(Path(tmp).glob("pocketsphinx-*.tar.gz"))
-        if proc.returncode != 0 or not sdists:
-            raise RuntimeError(f"could not download {CLIP_PACKAGE} from PyPI ({proc.stderr.strip()[-300:]}); "
-                               "pass --audio FILE.wav (16 kHz mono) instead")
-        with tarfile.open(sdists[0]) as tar:
-            data = tar.extractfile(CLIP_MEMBER).read()
-    with cache.atomic_path(dest, ".wav") as tmp_path:
-        tmp_path.write_bytes(data)
-    return dest
+    from . import data
 
-
-def load_clip(path: str | Path) -> np.ndarray:
-    """Mono float32 samples of a 16 kHz audio file."""
-    import soundfile as sf
-
-    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    if sr != 16000:
-        raise ValueError(f"{path}: sample rate {sr} Hz; Whisper needs 16 kHz audio (resample it first)")
-    return audio.mean(axis=1)
-
-
-def greedy_hypothesis(model: Any, features: np.ndarray, prompt_ids: Sequence[int], eot: int,
-                      max_tokens: int = 120) -> list[int]:
-    """Greedy decoding (no cache; fine for short clips): the tokens after the
-    prompt, ending with ``eot``."""
-    x = torch.as_tensor(features)[None].to(next(model.parameters()).dtype)
-    ids = list(prompt_ids)
-    with torch.inference_mode():
-        hidden = model.model.encoder(x).last_hidden_state
-        for _ in range(max_tokens):
-            out = model.model.decoder(input_ids=torch.tensor([ids]), encoder_hidden_states=hidden, use_cache=False)
-            nxt = int(model.proj_out(out.last_hidden_state[:, -1]).argmax(-1))
-            ids.append(nxt)
-            if nxt == eot:
-                break
-    toks = ids[len(prompt_ids):]
-    return toks if toks[-1] == eot else toks + [eot]
+    try:
+        root = data.fetch_sdist(*data.POCKETSPHINX_SDIST, members=[str(Path(CLIP_MEMBER).parent), "LICENSE"])
+    except Exception as exc:  # noqa: BLE001 - re-raised with the way out
+        raise RuntimeError(f"could not fetch the default clip ({exc}); pass --audio FILE.wav instead") from exc
+    return root / CLIP_MEMBER
 
 
 def bare_forward_rate(ws: WhisperSpes, features: np.ndarray, decoder_ids: Sequence[int], batch_size: int,
@@ -113,9 +80,9 @@ def interleaved_ratio(ws: WhisperSpes, features: np.ndarray, n_frames: int, prom
     rng = torch.Generator().manual_seed(seed)
     pert = x[None].repeat(batch_size, 1, 1)
     occ = (torch.rand(batch_size, x.shape[0], n_frames, generator=rng) < 0.5).to(ws.device)
-    pert[:, :, :n_frames] = torch.where(occ, torch.tensor(float(features.max()) - 2.0, device=ws.device),
+    pert[:, :, :n_frames] = torch.where(occ, torch.tensor(floor_value(features), device=ws.device),
                                         pert[:, :, :n_frames])
-    decoder_ids, _ = WhisperSpes.decoder_inputs(prompt_ids, token_ids)
+    decoder_ids, _ = teacher_forcing_inputs(prompt_ids, token_ids)
     ids = torch.tensor([decoder_ids], device=ws.device).expand(batch_size, -1)
     bare_in = x[None].expand(batch_size, -1, -1).to(ws.torch_dtype)
     f = ws.input_forward(prompt_ids, token_ids)
@@ -138,11 +105,23 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def zscore_tokens(maps: np.ndarray) -> np.ndarray:
-    """Per-token z-score over all cells (``tokens x ...``; sample std)."""
-    flat = maps.reshape(len(maps), -1).astype(np.float64)
-    sd = flat.std(axis=1, ddof=1, keepdims=True)
-    return ((flat - flat.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)).reshape(maps.shape)
+def map_agreement(maps_a: np.ndarray, maps_b: np.ndarray) -> dict[str, float]:
+    """How alike two runs' maps are after per-token z-scoring (``compare.normalize(maps, "token_z")``).
+
+    Parameters
+    ----------
+    maps_a, maps_b : ``tokens x ...`` maps of the same utterance and masks (e.g.
+        float32 and bfloat16 SM_X, ``tokens x frames x mel``).
+
+    Returns
+    -------
+    ``pearson_all`` (all cells of all tokens at once), ``pearson_per_token_mean`` and
+    ``pearson_per_token_min`` (one Pearson correlation per token; NaN for a constant token).
+    """
+    za, zb = compare.normalize(maps_a, "token_z"), compare.normalize(maps_b, "token_z")
+    per_tok = [compare.correlation(a, b, "pearson") for a, b in zip(za, zb)]
+    return {"pearson_all": compare.correlation(za, zb, "pearson"),
+            "pearson_per_token_mean": float(np.mean(per_tok)), "pearson_per_token_min": float(np.min(per_tok))}
 
 
 def bench_model(name: str, audio: np.ndarray, n_perturbations: int, batch_size: int, bare_batches: int,
@@ -151,12 +130,10 @@ def bench_model(name: str, audio: np.ndarray, n_perturbations: int, batch_size: 
     from .models import load_model
 
     lm = load_model(name)
-    features = lm.processor.feature_extractor(audio, sampling_rate=16000, return_tensors="np").input_features[0]
-    n_frames = min(features.shape[1], math.ceil(len(audio) / 160))
+    features, n_frames = transcribe.features(lm, audio, transcribe.SAMPLING_RATE, "bench")
     prompt = lm.prompt_ids("en", "transcribe")
-    eot = lm.special_ids.get("eot", lm.tokenizer.eos_token_id)
-    tokens = greedy_hypothesis(lm.model, features, prompt, eot)
-    decoder_ids, _ = WhisperSpes.decoder_inputs(prompt, tokens)
+    tokens = transcribe.decode(lm, features, "en", "transcribe", beam_size=1)
+    decoder_ids, _ = teacher_forcing_inputs(prompt, tokens)
     out: dict[str, Any] = {"model": name, "n_frames": int(n_frames), "n_tokens": len(tokens),
                            "hypothesis": lm.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
                            "batch_size": batch_size, "n_perturbations": n_perturbations, "bare": {}, "spes": {}}
@@ -192,11 +169,7 @@ def bench_model(name: str, audio: np.ndarray, n_perturbations: int, batch_size: 
                               "n_segments": res.n_segments}
         maps[dtype] = res.scores
         del ws
-    z32, z16 = zscore_tokens(maps["float32"]), zscore_tokens(maps["bfloat16"])
-    per_tok = [float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(z32, z16)]
-    out["fp32_vs_bf16"] = {"pearson_all": float(np.corrcoef(z32.ravel(), z16.ravel())[0, 1]),
-                           "pearson_per_token_mean": float(np.mean(per_tok)),
-                           "pearson_per_token_min": float(np.min(per_tok)),
+    out["fp32_vs_bf16"] = {**map_agreement(maps["float32"], maps["bfloat16"]),
                            "speedup_bf16_loop": out["spes"]["bfloat16"]["loop_pert_per_s"]
                            / out["spes"]["float32"]["loop_pert_per_s"]}
     return out
@@ -241,11 +214,14 @@ def run(out: str | Path, models: Sequence[str] = ("whisper-tiny.en", "whisper-ba
     """Run the benchmark and write ``bench.json`` and ``bench.md`` into ``out``."""
     import transformers
 
+    from . import data
+
     clip = Path(audio) if audio else default_clip()
-    samples = load_clip(clip)
+    samples = data.read_audio(clip)  # 16 kHz mono float32
     dev = torch.cuda.get_device_name(0) if str(device).startswith("cuda") else (platform.processor() or "cpu")
     report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"), "clip": clip.name, "clip_seconds": len(samples) / 16000,
+        "date": time.strftime("%Y-%m-%d"), "clip": clip.name,
+        "clip_seconds": len(samples) / transcribe.SAMPLING_RATE,
         "n_perturbations": n_perturbations, "batch_size": batch_size, "device": device,
         "machine": {"device": f"{device} ({dev})", "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "transformers": transformers.__version__, "python": platform.python_version()},
@@ -269,7 +245,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--bare-batches", type=int, default=3, help="timed batches of the bare forward pass")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--audio", default=None, help="16 kHz WAV (default: a LibriVox clip from pocketsphinx's sdist)")
+    ap.add_argument("--audio", default=None,
+                    help="audio file, resampled to 16 kHz mono (default: a LibriVox clip from pocketsphinx's sdist)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     report = run(a.out, a.models, a.n_perturbations, a.batch_size, a.bare_batches, a.device, a.audio, a.seed)

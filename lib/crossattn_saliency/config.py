@@ -95,9 +95,21 @@ class Condition:
     language: str
 
     @property
+    def model_label(self) -> str:
+        """A file-name-safe model name: embedded names as they are, hub ids with ``/`` as
+        ``--`` (``openai--whisper-small``), local folders as ``<folder name>-<hash of the path>``."""
+        m = self.model
+        if os.path.isabs(m) or m.startswith((".", "~")):
+            import hashlib
+
+            return f"{Path(m).name}-{hashlib.sha256(m.encode()).hexdigest()[:8]}"
+        return m.replace("/", "--")
+
+    @property
     def name(self) -> str:
+        """``<model>__<set>__<asr|st>``, safe as a folder name."""
         kind = "asr" if self.task == "transcribe" else "st"
-        return f"{self.model}__{self.dataset}__{kind}"
+        return f"{self.model_label}__{self.dataset}__{kind}"
 
 
 @dataclass(frozen=True)
@@ -111,9 +123,24 @@ class Profile:
     seed: int = 0
     #: decoding of hypotheses (the study: beam 5)
     beam_size: int = 5
-    #: inference dtype on CPU/GPU for SPES ("bfloat16" or "float32")
+    #: dtype of the perturbation passes of SPES ("bfloat16" or "float32"; bf16 maps agree
+    #: with float32 at Pearson >= 0.99 per token, results/bench/)
     dtype: str = "bfloat16"
+    #: device of every model use (decoding, attention, saliency, gradients, deletion)
     device: str = "cpu"
+    #: dtype of the reference computations: decoding, cross-attention, deletion decoding
+    model_dtype: str = "float32"
+    #: explanation kinds to compute (names in ``kinds.REGISTRY``; ``None`` = all registered)
+    explanations: tuple[str, ...] | None = None
+    #: gradient saliency (captum): dtype, integrated-gradients steps, steps per batch
+    gradient_dtype: str = "float32"
+    gradient_steps: int = 16
+    gradient_batch_size: int = 8
+    #: comparison: reducer of input-grid maps to the 20 ms encoder grid, and per-map normalization
+    reducer: str = "max2d"
+    normalization: str = "token_z"
+    #: a cached result made with other parameters: "recompute" (warn, naming the fields) or "error"
+    on_mismatch: str = "recompute"
     #: SPES on the input spectrogram
     spes_perturbations: int = 20000
     spes_batch_size: int = 16
@@ -152,8 +179,6 @@ class Profile:
                 if (model is None or c.model == model) and (dataset is None or c.dataset == dataset)]
 
 
-SETS = ("en-real", "en-tts", "it-tts", "nl-real", "cs-real")
-
 _CONDITIONS = (
     Condition("whisper-tiny.en", "en-real", "transcribe", "en"),
     Condition("whisper-tiny.en", "en-tts", "transcribe", "en"),
@@ -170,7 +195,7 @@ _CONDITIONS = (
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
-        set_sizes={s: 2 for s in SETS},
+        set_sizes={"en-real": 2, "en-tts": 2, "it-tts": 2, "nl-real": 2, "cs-real": 2},
         conditions=_CONDITIONS,
         beam_size=1,
         spes_perturbations=32,
@@ -184,6 +209,8 @@ PROFILES: dict[str, Profile] = {
         convergence_utterances=1,
         convergence_budget=64,
         n_bootstrap=100,
+        gradient_steps=4,
+        gradient_batch_size=4,
     ),
     "default": Profile(
         name="default",
@@ -205,7 +232,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "paper": Profile(
         name="paper",
-        set_sizes={s: None for s in SETS},
+        set_sizes={"en-real": None, "en-tts": None, "it-tts": None, "nl-real": None, "cs-real": None},
         conditions=_CONDITIONS,
         beam_size=5,
         dtype="float32",
@@ -233,7 +260,7 @@ def get_profile(name: str = "default", **overrides: Any) -> Profile:
         overrides["conditions"] = tuple(
             c if isinstance(c, Condition) else Condition(**c) if isinstance(c, Mapping) else Condition(*c)
             for c in overrides["conditions"])
-    for key in ("saliency_conditions",):
+    for key in ("saliency_conditions", "explanations"):
         if isinstance(overrides.get(key), list):
             overrides[key] = tuple(overrides[key])
     if isinstance(overrides.get("set_sizes"), Mapping):

@@ -153,13 +153,16 @@ class DeletionCurve:
 
 
 def default_wer(reference: str, hypothesis: str) -> float:
-    """Word error rate as a fraction (jiwer on the strings as given; no text normalization)."""
-    import jiwer
+    """Word error rate of one sentence as a fraction (1.0 = 100%), on the strings as given.
+
+    :func:`crossattn_saliency.metrics.wer` without text normalization, divided by 100.
+    """
+    from . import metrics
 
     if not reference.strip():
         raise ValueError("the reference (the model's original output) is empty: WER is undefined; "
                          "skip utterances whose hypothesis is empty")
-    return float(jiwer.wer(reference, hypothesis))
+    return metrics.wer([reference], [hypothesis], normalize=False) / 100.0
 
 
 def deletion_curve(features: np.ndarray, n_frames: int, score_map: np.ndarray,

@@ -1,4 +1,8 @@
-"""Output quality: WER with Whisper's text normalizers, BLEU and chrF (sacrebleu)."""
+"""Output quality: WER with Whisper's text normalizers, BLEU and chrF (sacrebleu).
+
+:func:`wer` is the package's one word-error-rate implementation; other modules
+(e.g. ``deletion.default_wer``, a sentence-level fraction) call it.
+"""
 from __future__ import annotations
 
 from functools import lru_cache

@@ -1,44 +1,42 @@
-"""The study's steps per model x condition, cached under ``results/cache/<profile>/``.
+"""The study's steps per model x condition, through one result store.
 
-Each function computes what is missing, reuses what an earlier run (or an
-earlier notebook) cached, and returns it; notebooks call these and show results.
+Each function computes what is missing, reuses what an earlier run (or an earlier
+notebook) stored, and returns typed results; notebooks call these and show them.
+Every expensive result goes through :class:`~.store.ResultStore` rooted at
+``config.cache_dir(profile)``::
 
-Cache layout (``config.cache_dir(profile)``)::
+    hypotheses/<condition>/<utt>.json         model outputs (token ids, prompt, text)
+    attention/<condition>/<utt>.npz           CA, layers x heads x tokens x positions
+    attention_norm/<condition>/<utt>.npz      norm-weighted CA, same shape
+    saliency_x/<condition>/<utt>.npz          SPES on the input, tokens x frames x mel (+ halves)
+    saliency_h/<condition>/<utt>.npz          SPES on the encoder output, tokens x positions (+ halves)
+    gradients/<kind>/<condition>/<utt>.npz    gradient maps (IxG_X, IG_X, IxG_H, IG_H)
+    convergence/<condition>/<utt>.npz         long SPES runs with snapshots
+    deletion/<condition>/<utt>/<ranking>.json deletion curves, one per ranking
 
-    hypotheses/<condition>.json         model outputs (token ids, prompt, text)
-    attention/<condition>/<utt>.npz     cross-attention, layers x heads x tokens x enc_frames
-    saliency_x/<condition>/<utt>.npz    SPES on the input, tokens x frames x mel (+ halves)
-    saliency_h/<condition>/<utt>.npz    SPES on the encoder output, tokens x enc_frames (+ halves)
-    deletion/<condition>/<utt>.json     deletion curves per explanation
+Explanation kinds come from :data:`.kinds.REGISTRY`: correlation, context mixing,
+deletion and the report loop over it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from . import attention as attn
-from . import config, metrics
+from . import config, kinds, metrics
 from .config import Condition, Profile
+from .explanations import Explanation, View
+from .kinds import file_id
 from .models import LoadedModel, load_model
-from .transcribe import Hypothesis, features, transcribe_set
+from .store import ResultStore
+from .tables import (CorrelationRow, CorrelationTable, DeletionRecord, DeletionTable, MixingRow, Ranking)
+from .transcribe import Hypothesis, Utterance, features, transcribe_set
 
-
-@dataclass
-class Utterance:
-    """One utterance of a condition, ready for explanation.
-
-    ``features`` is ``mel x frames`` (80 x 3000); ``n_frames`` counts the frames
-    covered by speech; ``hyp`` is the model's own cached output.
-    """
-
-    utt_id: str
-    features: np.ndarray
-    n_frames: int
-    hyp: Hypothesis
-    reference: str
-    row: dict[str, Any]
+__all__ = ["Utterance", "Explained", "dataset", "reference_of", "model_for", "store", "context", "hypotheses",
+           "quality_table", "utterances", "cross_attention", "condition", "explain", "convergence_runs",
+           "correlation", "context_mixing", "deletion_rankings", "deletion", "file_id"]
 
 
 def dataset(profile: Profile, set_name: str) -> Any:
@@ -62,17 +60,27 @@ def _rows(profile: Profile, cond: Condition) -> list[dict[str, Any]]:
 
 
 def model_for(profile: Profile, cond: Condition) -> LoadedModel:
-    return load_model(cond.model)
+    """The condition's model in the profile's ``model_dtype`` on its ``device``."""
+    return load_model(cond.model, dtype=profile.model_dtype, device=profile.device)
+
+
+def store(profile: Profile) -> ResultStore:
+    """The profile's result store (``results/cache/<profile>/``)."""
+    return ResultStore(config.cache_dir(profile.name), on_mismatch=profile.on_mismatch)
+
+
+def context(profile: Profile, cond: Condition) -> kinds.Context:
+    """What explanation kinds need for one condition (model loaded lazily)."""
+    return kinds.Context(profile, cond, store(profile), lambda: model_for(profile, cond))
 
 
 def hypotheses(profile: Profile, cond: Condition, progress: bool = True,
                rows: list[dict[str, Any]] | None = None) -> list[Hypothesis]:
-    """Decode (or read from cache) the model's output for every utterance of a condition;
+    """Decode (or read from the store) the model's output for every utterance of a condition;
     ``rows`` passes the condition's rows when the caller already loaded them."""
-    path = config.cache_dir(profile.name) / "hypotheses" / f"{cond.name}.json"
     rows = rows if rows is not None else _rows(profile, cond)
-    return transcribe_set(model_for(profile, cond), rows, cond.language, cond.task,
-                          profile.beam_size, path, progress=progress)
+    return transcribe_set(model_for(profile, cond), rows, cond.language, cond.task, profile.beam_size,
+                          store(profile), cond.name, progress=progress)
 
 
 def quality_table(profile: Profile, progress: bool = True) -> Any:
@@ -104,6 +112,7 @@ def quality_table(profile: Profile, progress: bool = True) -> Any:
     return pd.DataFrame(out)
 
 
+
 def utterances(profile: Profile, cond: Condition, n: int | None = None) -> Iterator[Utterance]:
     """Features, hypothesis and reference of the first ``n`` utterances of a condition."""
     loaded = model_for(profile, cond)
@@ -116,17 +125,6 @@ def utterances(profile: Profile, cond: Condition, n: int | None = None) -> Itera
                         {k: v for k, v in row.items() if k != "audio"})
 
 
-def cross_attention(profile: Profile, cond: Condition, n: int | None = None,
-                    progress: bool = True, utts: list[Utterance] | None = None) -> list[attn.CrossAttention]:
-    """Cross-attention of every layer and head for the first ``n`` utterances (cached);
-    ``utts`` passes utterances already prepared by :func:`utterances`."""
-    loaded = model_for(profile, cond)
-    out_dir = config.cache_dir(profile.name) / "attention" / cond.name
-    utts = utts if utts is not None else utterances(profile, cond, n)
-    paths = attn.attention_for_set(loaded, ((u.features, u.hyp) for u in utts), out_dir, progress=progress)
-    return [attn.CrossAttention.load(p) for p in paths]
-
-
 def condition(profile: Profile, name: str) -> Condition:
     """A condition of the profile by name (``whisper-base__it-tts__st``)."""
     for c in profile.conditions:
@@ -135,242 +133,342 @@ def condition(profile: Profile, name: str) -> Condition:
     raise ValueError(f"no condition {name!r} in profile {profile.name}; have {[c.name for c in profile.conditions]}")
 
 
-# --------------------------------------------------------------------------- saliency
+def cross_attention(profile: Profile, cond: Condition, n: int | None = None,
+                    progress: bool = True, utts: list[Utterance] | None = None) -> list[attn.CrossAttention]:
+    """Cross-attention records (layers x heads x tokens x positions, with padding mass and
+    entropy) of the first ``n`` utterances, from the store; ``utts`` passes prepared utterances."""
+    from tqdm.auto import tqdm
+
+    ctx = context(profile, cond)
+    utts = utts if utts is not None else list(utterances(profile, cond, n))
+    return [kinds.attention_record(ctx, u) for u in tqdm(utts, desc=f"cross-attention {cond.name}",
+                                                          disable=not progress, unit="utt")]
 
 
-def file_id(utt_id: str) -> str:
-    """A file-name-safe version of an utterance id (``mfa/cold`` -> ``mfa__cold``)."""
-    return utt_id.replace("/", "__")
+# --------------------------------------------------------------------------- explanations
 
 
-def spes_params(profile: Profile, kind: str = "input", n_perturbations: int | None = None) -> Any:
-    """The profile's SPES settings for ``kind`` ``"input"`` (SM_X) or ``"encoder"`` (SM_H)."""
-    from .saliency import SpesParams
+@dataclass
+class Explained:
+    """One utterance with its explanations, by kind name (all on the same tokens)."""
 
-    n = n_perturbations or (profile.spes_perturbations if kind == "input" else profile.spes_h_perturbations)
-    return SpesParams(n_perturbations=n, batch_size=profile.spes_batch_size, seed=profile.seed)
+    utt: Utterance
+    explanations: dict[str, Explanation]
+
+    def __getitem__(self, kind: str) -> Explanation:
+        if kind not in self.explanations:
+            raise KeyError(f"{self.utt.utt_id} has no {kind!r} explanation; have {list(self.explanations)}")
+        return self.explanations[kind]
+
+    @property
+    def tokens(self) -> list[str]:
+        return next(iter(self.explanations.values())).tokens
 
 
-def _spes_items(utts: list[Utterance]) -> list[Any]:
-    from types import SimpleNamespace
+def explain(profile: Profile, cond: Condition, kind_names: Sequence[str] | None = None, n: int | None = None,
+            progress: bool = True, utts: list[Utterance] | None = None) -> list[Explained]:
+    """Every selected explanation kind (default: the profile's) for the first ``n``
+    utterances (default: ``profile.saliency_utterances``), computed once and stored.
 
-    return [SimpleNamespace(utt_id=file_id(u.utt_id), features=u.features, n_frames=u.n_frames,
-                            prompt_ids=list(u.hyp.prompt_ids), token_ids=list(u.hyp.token_ids)) for u in utts]
-
-
-def saliency(profile: Profile, cond: Condition, kind: str = "input", n: int | None = None,
-             progress: bool = True, utts: list[Utterance] | None = None) -> list[Any]:
-    """SPES maps (``SaliencyResult``) of the first ``n`` utterances (default: the
-    profile's ``saliency_utterances``), computed once and cached per utterance.
-
-    ``kind="input"``: SM_X, ``tokens x frames x mel``; ``kind="encoder"``: SM_H,
-    ``tokens x enc_frames``. Both carry two independent split halves.
+    All kinds of one utterance explain the same tokens (checked).
     """
-    from .saliency import SaliencyResult, saliency_for_set
+    from tqdm.auto import tqdm
 
+    selected = [kinds.get(k) for k in kind_names] if kind_names is not None else kinds.selected(profile)
     n = profile.saliency_utterances if n is None else n
     utts = utts if utts is not None else list(utterances(profile, cond, n))
-    out_dir = config.cache_dir(profile.name) / ("saliency_x" if kind == "input" else "saliency_h") / cond.name
-    paths = saliency_for_set(model_for(profile, cond).model, _spes_items(utts), out_dir,
-                             spes_params(profile, kind), kind=kind, dtype=profile.dtype,
-                             device=profile.device, progress=progress)
-    return [SaliencyResult.load(p) for p in paths]
+    ctx = context(profile, cond)
+    out = []
+    bar = tqdm(total=len(utts) * len(selected), desc=f"explain {cond.name}", unit="map", disable=not progress)
+    for u in utts:
+        maps = {}
+        for k in selected:
+            bar.set_postfix_str(f"{k.name} · {u.utt_id[-24:]}")
+            maps[k.name] = k.compute(ctx, u)
+            bar.update()
+        ids = {name: tuple(e.token_ids) for name, e in maps.items()}
+        if len(set(ids.values())) > 1:
+            raise ValueError(f"{u.utt_id}: explanations cover different tokens {ids}; a stored record is stale")
+        out.append(Explained(u, maps))
+    bar.close()
+    return out
 
 
 def convergence_runs(profile: Profile, cond: Condition, snapshots: tuple[int, ...] | None = None,
                      progress: bool = True) -> list[Any]:
-    """Long SPES runs (``profile.convergence_budget`` perturbations) with snapshots,
-    for the ``profile.convergence_utterances`` shortest utterances of a condition."""
-    from .saliency import SaliencyResult, saliency_for_set
-
+    """Long SPES runs on the input (``profile.convergence_budget`` perturbations) with
+    snapshots, for the ``profile.convergence_utterances`` shortest utterances (``SaliencyResult``)."""
     budget = profile.convergence_budget
     if snapshots is None:
         snapshots = tuple(n for n in (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800) if n < budget)
     utts = sorted(utterances(profile, cond), key=lambda u: u.n_frames)[:profile.convergence_utterances]
-    out_dir = config.cache_dir(profile.name) / "convergence" / cond.name
-    paths = saliency_for_set(model_for(profile, cond).model, _spes_items(utts), out_dir,
-                             spes_params(profile, "input", budget), kind="input", dtype=profile.dtype,
-                             device=profile.device, snapshots=snapshots, progress=progress)
-    return [SaliencyResult.load(p) for p in paths]
+    ctx = context(profile, cond)
+    return [kinds.spes_record(ctx, u, "input", budget, snapshots, section="convergence", progress=progress)
+            for u in utts]
 
 
 # --------------------------------------------------------------------------- comparison
 
 
-@dataclass
-class Aligned:
-    """CA, SM_X and SM_H of one utterance on the same explained tokens.
-
-    The final <|endoftext|> is dropped from all three (it is not a word).
-    ``ca``: :class:`~attention.CrossAttention`; ``sm_x``: ``tokens x frames x mel``
-    (+ halves); ``sm_h``: ``tokens x enc_frames`` (+ halves).
-    """
-
-    utt: Utterance
-    ca: attn.CrossAttention
-    sm_x: Any
-    sm_h: Any
-
-    def sm_x_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.sm_x.scores[:-1], self.sm_x.half_a[:-1], self.sm_x.half_b[:-1]
-
-    def sm_h_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.sm_h.scores[:-1], self.sm_h.half_a[:-1], self.sm_h.half_b[:-1]
+def _targets(items: list[Explained], targets: Sequence[str] | None) -> list[str]:
+    have = set(items[0].explanations)
+    return [t for t in (targets or [k.name for k in kinds.REGISTRY.values() if k.reference]) if t in have]
 
 
-def aligned(profile: Profile, cond: Condition, progress: bool = True) -> list[Aligned]:
-    """CA, SM_X and SM_H for the saliency utterances of a condition (all cached)."""
-    n = profile.saliency_utterances
-    utts = list(utterances(profile, cond, n))
-    cas = cross_attention(profile, cond, progress=progress, utts=utts)
-    sx = saliency(profile, cond, "input", progress=progress, utts=utts)
-    sh = saliency(profile, cond, "encoder", progress=progress, utts=utts)
-    out = []
-    for u, ca, x, h in zip(utts, cas, sx, sh):
-        if list(x.token_ids) != list(ca.token_ids) or list(h.token_ids) != list(ca.token_ids):
-            raise ValueError(f"{u.utt_id}: cached saliency and attention explain different tokens; "
-                             "delete the stale cache folder of this condition")
-        out.append(Aligned(u, ca.drop_last_token(), x, h))
-    return out
+def correlation(profile: Profile, cond: Condition, items: list[Explained], reducer: str = "max2d",
+                normalization: str = "token_z", kind_names: Sequence[str] | None = None,
+                targets: Sequence[str] | None = None, views: Sequence[View] | None = None) -> CorrelationTable:
+    """rho(explanation, reference) for every explanation kind, view and reference (SM_X, SM_H).
 
-
-def views(ca: attn.CrossAttention) -> dict[str, Any]:
-    """The named aggregations compared in the study, in display order."""
-    L, H = ca.n_layers, ca.n_heads
-    v: dict[str, Any] = {"all layers": "all", f"last {L // 2} layers": ("last", L // 2)}
-    if ca.alignment_heads:
-        v["alignment heads"] = "alignment"
-    v.update({f"layer {l}": ("layer", l) for l in range(L)})
-    v.update({f"L{l}H{h}": ("head", l, h) for l in range(L) for h in range(H)})
-    return v
-
-
-def correlation_rows(profile: Profile, cond: Condition, items: list[Aligned], reducer: str = "max2d",
-                     normalization: str = "token_z", view_names: list[str] | None = None) -> list[dict[str, Any]]:
-    """rho(CA, SM_X) and rho(CA, SM_H) for every view, with reliabilities.
-
-    One row per view x target: Pearson mean over utterances with a bootstrap 95%
-    interval, the pooled (flattened set) Pearson, Spearman mean, the split-half
-    reliability of the saliency reference stepped up with Spearman-Brown, the noise
-    ceiling sqrt(r) and the disattenuated rho / sqrt(r).
+    Every map is brought to the encoder grid (input-grid maps by ``reducer``); the
+    references' two halves give their split-half reliability, the noise ceiling and
+    the disattenuated rho. ``views`` restricts the views of layered kinds.
     """
     from . import compare, reliability
 
     if not items:
-        return []
-    all_views = views(items[0].ca)
-    names = view_names or list(all_views)
-    sx = [a.sm_x_maps() for a in items]
-    sh = [a.sm_h_maps() for a in items]
+        return CorrelationTable()
+    tnames = _targets(items, targets)
+    names = [k for k in (kind_names or list(items[0].explanations)) if k not in tnames]
     rows = []
-    for name in names:
-        ca_maps = [a.ca.aggregate(all_views[name]) for a in items]
-        for target, maps, reduce in (("SM_X", sx, reducer), ("SM_H", sh, None)):
-            tab = reliability.reliability_table(ca_maps, [m[0] for m in maps], [m[1] for m in maps],
-                                                [m[2] for m in maps], reduce=reduce, normalization=normalization,
-                                                n_bootstrap=profile.n_bootstrap, seed=profile.seed)
-            red = [compare.reduce_to_encoder_grid(m[0], reduce) if reduce else m[0] for m in maps]
-            sp = compare.correlate(ca_maps, red, method="spearman", normalization=normalization,
-                                   n_bootstrap=10, seed=profile.seed)
-            rows.append({
-                "condition": cond.name, "model": cond.model, "set": cond.dataset, "task": cond.task,
-                "view": name, "target": target, "reducer": reduce or "-", "normalization": normalization,
-                "utterances": tab.n_utterances,
-                "rho": tab.rho[0], "rho_lo": tab.rho[1], "rho_hi": tab.rho[2], "rho_pooled": tab.pooled_rho,
-                "spearman": sp.mean, "reliability": tab.reliability[0], "ceiling": tab.ceiling[0],
-                "rho_disattenuated": tab.disattenuated[0], "dis_lo": tab.disattenuated[1],
-                "dis_hi": tab.disattenuated[2],
-            })
-    return rows
+    for target in tnames:
+        tmaps = [it[target] for it in items]
+        t_reduce = reducer if tmaps[0].grid == "input" else None
+        full = [t.map() for t in tmaps]
+        halves = [t.require_halves() for t in tmaps]
+        for name in names:
+            first = items[0][name]
+            for view in (views if (views is not None and first.layered) else first.views()):
+                emaps = [it[name].on_encoder_grid(view, reducer) for it in items]
+                tab = reliability.reliability_table(emaps, full, [h[0] for h in halves], [h[1] for h in halves],
+                                                    reduce=t_reduce, normalization=normalization,
+                                                    n_bootstrap=profile.n_bootstrap, seed=profile.seed)
+                red = [compare.reduce_to_encoder_grid(m, t_reduce) if t_reduce else m for m in full]
+                sp = compare.correlate(emaps, red, method="spearman", normalization=normalization,
+                                       n_bootstrap=10, seed=profile.seed)
+                rows.append(CorrelationRow(
+                    condition=cond.name, model=cond.model, set=cond.dataset, task=cond.task, kind=name,
+                    view=view, n_layers=first.n_layers, target=target,
+                    reducer=t_reduce or "-", normalization=normalization, utterances=tab.n_utterances,
+                    rho=tab.rho[0], rho_lo=tab.rho[1], rho_hi=tab.rho[2], rho_pooled=tab.pooled_rho,
+                    spearman=sp.mean, reliability=tab.reliability[0], ceiling=tab.ceiling[0],
+                    rho_disattenuated=tab.disattenuated[0], dis_lo=tab.disattenuated[1],
+                    dis_hi=tab.disattenuated[2]))
+    return CorrelationTable(rows)
 
 
-def context_mixing_rows(profile: Profile, cond: Condition, items: list[Aligned], view: str = "all layers",
-                        reducer: str = "max2d") -> dict[str, Any]:
-    """The context-mixing gain rho(CA, SM_H) - rho(CA, SM_X) for one view, raw and
+def context_mixing(profile: Profile, cond: Condition, items: list[Explained], kind: str = "CA",
+                   view: View = View("all"), reducer: str = "max2d") -> MixingRow:
+    """The context-mixing gain rho(E, SM_H) - rho(E, SM_X) of one explanation view, raw and
     disattenuated, with paired bootstrap intervals over utterances."""
     from . import reliability
 
-    v = views(items[0].ca)[view]
-    ca_maps = [a.ca.aggregate(v) for a in items]
-    sx = [a.sm_x_maps() for a in items]
-    sh = [a.sm_h_maps() for a in items]
-    tx = reliability.reliability_table(ca_maps, *[[m[i] for m in sx] for i in range(3)], reduce=reducer,
-                                       n_bootstrap=profile.n_bootstrap, seed=profile.seed)
-    th = reliability.reliability_table(ca_maps, *[[m[i] for m in sh] for i in range(3)], reduce=None,
-                                       n_bootstrap=profile.n_bootstrap, seed=profile.seed)
-    gain = reliability.compare_reliability_tables(th, tx, n_bootstrap=profile.n_bootstrap, seed=profile.seed)
-    return {"condition": cond.name, "model": cond.model, "view": view, "utterances": len(items),
-            "rho_SM_X": tx.rho[0], "rho_SM_H": th.rho[0],
-            "gain": gain["raw"][0], "gain_lo": gain["raw"][1], "gain_hi": gain["raw"][2],
-            "gain_disattenuated": gain["disattenuated"][0], "dis_lo": gain["disattenuated"][1],
-            "dis_hi": gain["disattenuated"][2]}
+    emaps = [it[kind].on_encoder_grid(view, reducer) for it in items]
+    tabs = {}
+    for target in ("SM_X", "SM_H"):
+        t = [it[target] for it in items]
+        tabs[target] = reliability.reliability_table(
+            emaps, [m.map() for m in t], [m.require_halves()[0] for m in t], [m.require_halves()[1] for m in t],
+            reduce=reducer if t[0].grid == "input" else None, n_bootstrap=profile.n_bootstrap, seed=profile.seed)
+    gain = reliability.compare_reliability_tables(tabs["SM_H"], tabs["SM_X"], n_bootstrap=profile.n_bootstrap,
+                                                  seed=profile.seed)
+    n_layers = items[0][kind].n_layers
+    return MixingRow(condition=cond.name, model=cond.model, kind=kind, view=view.label(n_layers) if view else "map",
+                     utterances=len(items), rho_SM_X=tabs["SM_X"].rho[0], rho_SM_H=tabs["SM_H"].rho[0],
+                     gain=gain["raw"][0], gain_lo=gain["raw"][1], gain_hi=gain["raw"][2],
+                     gain_disattenuated=gain["disattenuated"][0], dis_lo=gain["disattenuated"][1],
+                     dis_hi=gain["disattenuated"][2])
 
 
 # --------------------------------------------------------------------------- deletion
 
 
-def deletion_results(profile: Profile, cond: Condition, items: list[Aligned], reducers: tuple[str, ...] = ("max2d",),
-                     progress: bool = True) -> list[dict[str, Any]]:
-    """Deletion curves per utterance and explanation (cached as JSON per utterance).
+def deletion_rankings(item: Explained, reducer: str = "max2d", reference_reducers: Sequence[str] = ("max2d",),
+                      seed: int = 0) -> dict[Ranking, np.ndarray]:
+    """The rankings of the input cells (``frames x mel``) that the deletion test compares.
 
-    Explanations (one map per utterance: per-token z-scored maps averaged over
-    tokens, then ranked): cross-attention (mean of all layers and heads) brought
-    back to the input grid; SM_X reduced to CA's grid by each reducer, brought back;
-    full-resolution SM_X; a random ranking (the floor). The top k% of the speech
-    cells are set to the silence value, the utterance is decoded again
-    (``profile.deletion_beam``), and WER (normalized text, %) against the original
-    output is scored; AUC in WER-percent units (0-100).
+    Per registered kind with ``deletion=True``: encoder-grid maps (layered kinds: all
+    layers and heads) are spread back to the input grid; input-grid maps are pooled to the
+    encoder grid by ``reducer`` (the references by each of ``reference_reducers``) and
+    spread back, and also used at full resolution. Plus a random ranking (the floor).
+    Maps are per-token normalized and averaged over tokens first.
     """
-    from . import cache as cache_mod
-    from . import compare, deletion, metrics
+    from . import compare, deletion
+
+    u = item.utt
+    T, F = u.n_frames, u.features.shape[0]
+    out: dict[Ranking, np.ndarray] = {}
+    for name, e in item.explanations.items():
+        k = kinds.REGISTRY.get(name)
+        if k is not None and not k.deletion:
+            continue
+        if e.grid == "encoder":
+            out[Ranking(name, "expanded")] = compare.expand_to_input_grid(
+                deletion.utterance_ranking_map(e.map()), T, F)
+            continue
+        reds = reference_reducers if (k is not None and k.reference) else (reducer,)
+        for r in reds:
+            pooled = deletion.utterance_ranking_map(compare.reduce_to_encoder_grid(e.map(), r))
+            out[Ranking(name, f"pooled {r}")] = compare.expand_to_input_grid(pooled, T, F)
+        out[Ranking(name, "full")] = deletion.utterance_ranking_map(e.map())
+    out[Ranking("random", "random")] = deletion.random_ranking((T, F), seed=seed)
+    return out
+
+
+def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer: str = "max2d",
+             reference_reducers: Sequence[str] = ("max2d",), progress: bool = True) -> DeletionTable:
+    """Deletion curves per utterance and ranking (one store record each).
+
+    The top k% of the speech cells (k = 0, step, ..., 100) of each ranking
+    (:func:`deletion_rankings`) are set to Whisper's silence value, the input is decoded
+    again (``profile.deletion_beam``) and scored by WER (normalized text, %, clipped at
+    100) against the decoding of the *intact* input with the same decoder settings (so
+    WER at 0 % is 0). AUC in WER-percent units (0-100); higher = more faithful.
+    """
+    from tqdm.auto import tqdm
+
+    from . import deletion as dl
     from .saliency import floor_value
     from .transcribe import decode
 
     loaded = model_for(profile, cond)
-    out_dir = config.cache_dir(profile.name) / "deletion" / cond.name
-    results = []
+    st = store(profile)
     n = profile.deletion_utterances
-    for a in (items[:n] if n is not None else items):
-        path = out_dir / f"{file_id(a.utt.utt_id)}.json"
-        params = {"step": profile.deletion_step, "beam": profile.deletion_beam, "reducers": list(reducers),
-                  "max_new_tokens": "2 x hypothesis + 10",
-                  "seed": profile.seed, "spes": a.sm_x.params}
-        cached = cache_mod.read_json(path) if path.is_file() else None
-        if cached is not None and cached.get("params") == params:
-            results.append(cached)
-            continue
-        u = a.utt
-        T, F = u.n_frames, u.features.shape[0]
-        ca_map = deletion.utterance_ranking_map(a.ca.aggregate("all"))
-        sx = a.sm_x.scores[:-1]
-        rankings = {"cross-attention": compare.expand_to_input_grid(ca_map, T, F)}
-        for r in reducers:
-            red = deletion.utterance_ranking_map(compare.reduce_to_encoder_grid(sx, r))
-            rankings[f"SM_X pooled ({r})"] = compare.expand_to_input_grid(red, T, F)
-        rankings["SM_X full"] = deletion.utterance_ranking_map(sx)
-        rankings["random"] = deletion.random_ranking((T, F), seed=profile.seed)
+    chosen = items[:n] if n is not None else items
+    out_lang = cond.language if cond.task == "transcribe" else "en"
+    records = []
+    todo = [(it, r, m) for it in chosen for r, m in deletion_rankings(it, reducer, reference_reducers,
+                                                                               profile.seed).items()]
+    bar = tqdm(todo, desc=f"deletion {cond.name}", unit="curve", disable=not progress)
+    intact: dict[str, str] = {}
+    for it, rank, score in bar:
+        u = it.utt
+        bar.set_postfix_str(f"{rank.label} · {u.utt_id[-20:]}")
+        max_new = 2 * len(u.hyp.token_ids) + 10
 
-        def decode_fn(feats: np.ndarray) -> str:
+        def decode_fn(feats: np.ndarray, u: Utterance = u, max_new: int = max_new) -> str:
             # masked inputs make Whisper hallucinate long outputs: cap at twice the original length
-            ids = decode(loaded, feats, cond.language, cond.task, profile.deletion_beam,
-                         max_new_tokens=2 * len(u.hyp.token_ids) + 10)
+            ids = decode(loaded, feats, cond.language, cond.task, profile.deletion_beam, max_new_tokens=max_new)
             return loaded.tokenizer.decode(ids, skip_special_tokens=True)
 
-        out_lang = cond.language if cond.task == "transcribe" else "en"
+        params = {"step": profile.deletion_step, "beam": profile.deletion_beam, "dtype": profile.model_dtype,
+                  "max_new_tokens": "2 x hypothesis + 10", "seed": profile.seed, "reference": "intact decode",
+                  "ranking": rank.key, "reducer": reducer,
+                  "explanation": it[rank.kind].provenance.get("params") if rank.kind in it.explanations else None}
 
-        def wer_fn(ref: str, hyp: str) -> float:
-            # normalized WER as a fraction; raw text where normalization leaves nothing
-            normalize = bool(metrics.normalizer(out_lang)(ref).strip())
-            return metrics.wer([ref], [hyp], out_lang, normalize=normalize) / 100.0
+        def compute(u: Utterance = u, rank: Ranking = rank, score: np.ndarray = score,
+                    decode_fn: Any = decode_fn) -> dict[str, Any]:
+            if u.utt_id not in intact:
+                intact[u.utt_id] = decode_fn(u.features)
+            reference = intact[u.utt_id]
+            normalize = bool(metrics.normalizer(out_lang)(reference).strip())
 
-        curves = {}
-        for name, rank in rankings.items():
-            c = deletion.deletion_curve(u.features, T, rank, decode_fn, u.hyp.text, profile.deletion_step,
-                                        occlusion_value=floor_value(u.features), wer_fn=wer_fn,
-                                        progress=False, seed=profile.seed)
-            curves[name] = {"percents": [float(p) for p in c.percents], "wer": [float(w) for w in c.wer],
-                            "n_deleted": [int(k) for k in c.n_deleted], "auc": float(c.auc), "texts": list(c.texts)}
-        rec = {"params": params, "utt_id": u.utt_id, "condition": cond.name, "curves": curves}
-        cache_mod.write_json(path, rec)
-        results.append(rec)
-    return results
+            def wer_fn(ref: str, hyp: str) -> float:
+                # normalized WER as a fraction; raw text where normalization leaves nothing
+                return metrics.wer([ref], [hyp], out_lang, normalize=normalize) / 100.0
+
+            c = dl.deletion_curve(u.features, u.n_frames, score, decode_fn, reference, profile.deletion_step,
+                                  occlusion_value=floor_value(u.features), wer_fn=wer_fn, progress=False,
+                                  seed=profile.seed)
+            return {"percents": [float(p) for p in c.percents], "wer": [float(w) for w in c.wer],
+                    "n_deleted": [int(k) for k in c.n_deleted], "auc": float(c.auc), "texts": list(c.texts),
+                    "reference_text": reference}
+
+        rec = st.fetch_json("deletion", f"{cond.name}/{file_id(u.utt_id)}/{rank.key}", params, compute)
+        records.append(DeletionRecord(cond.name, u.utt_id, rank, tuple(rec["percents"]), tuple(rec["wer"]),
+                                      tuple(rec["n_deleted"]), tuple(rec["texts"]), float(rec["auc"])))
+    return DeletionTable(records)
+
+
+def reducer_comparison(profile: Profile, cond: Condition, items: list[Explained], deletion_table: DeletionTable,
+                       reducers: Sequence[str], kind: str = "CA") -> list[dict[str, Any]]:
+    """The study's reducer comparison: for each way of pooling SM_X to the encoder grid,
+    rho(``kind`` all layers, pooled SM_X) raw and disattenuated, and the deletion AUC of
+    the pooled SM_X ranking (mean over utterances; NaN where deletion did not run it)."""
+    df = deletion_table.to_frame()
+    out = []
+    for red in reducers:
+        row = correlation(profile, cond, items, reducer=red, normalization=profile.normalization,
+                          kind_names=[kind], targets=["SM_X"], views=[View("all")]).rows[0]
+        a = df[(df["condition"] == cond.name) & (df["kind"] == "SM_X") & (df["variant"] == f"pooled {red}")]["auc"]
+        out.append({"condition": cond.name, "reducer": red, "rho": row.rho,
+                    "rho_disattenuated": row.rho_disattenuated, "auc": float(a.mean()) if len(a) else float("nan")})
+    return out
+
+
+def explanation_costs(profile: Profile, items: dict[str, list[Explained]]) -> Any:
+    """Measured cost of every explanation kind per utterance (``pandas.DataFrame``).
+
+    SPES and gradient maps report the time their computation took (stored with the
+    map); attention kinds are cheap (one teacher-forced pass) and are timed here by
+    extracting them again. Columns: ``condition``, ``utterance``, ``kind``,
+    ``seconds``, ``audio seconds``, ``tokens``, ``device``, ``dtype``.
+    """
+    import time
+
+    import pandas as pd
+
+    rows = []
+    for name, its in items.items():
+        cond = condition(profile, name)
+        ctx = context(profile, cond)
+        for it in its:
+            for kind, e in it.explanations.items():
+                info = e.provenance.get("info", {})
+                params = e.provenance.get("params", {}) or {}
+                if "loop_s" in info:  # SPES: reference pass + perturbation loop
+                    sec = float(info.get("setup_s", 0.0)) + float(info["loop_s"])
+                elif "seconds" in info:
+                    sec = float(info["seconds"])
+                elif e.layered:  # timed once by extracting again, and stored (a rerun changes no table)
+                    def timed(kind: str = kind, it: Explained = it) -> dict[str, Any]:
+                        scratch = kinds.Context(profile, cond, ResultStore(_scratch()), ctx.load_model)
+                        t0 = time.perf_counter()
+                        kinds.get(kind).compute(scratch, it.utt)
+                        return {"seconds": time.perf_counter() - t0}
+                    sec = ctx.store.fetch_json("timings", f"{kind}/{ctx.key(it.utt)}",
+                                               {**kinds.get(kind).params(profile), "device": profile.device},
+                                               timed)["seconds"]
+                else:
+                    sec = float("nan")
+                rows.append({"condition": name, "utterance": it.utt.utt_id, "kind": kind, "seconds": sec,
+                             "audio seconds": it.utt.n_frames / 100, "tokens": e.n_tokens,
+                             "device": info.get("device", profile.device), "dtype": params.get("dtype", "")})
+    return pd.DataFrame(rows)
+
+
+def _scratch() -> Any:
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix="crossattn-scratch-"))
+
+
+def alignment_head_ranks(corr: CorrelationTable, items: dict[str, list[Explained]], kind: str = "CA") -> list[dict[str, Any]]:
+    """Where the heads a model ships for word timestamps rank among all single heads by
+    rho with each reference (rank 1 = highest rho), per condition and target.
+
+    Columns: ``condition``, ``target``, ``heads`` (count), ``best head`` (1-based
+    ``layer/head``) and its rho, ``alignment heads`` (count), their best and median
+    rank, and the mean rho of the alignment heads vs of all heads.
+    """
+    out = []
+    for name, its in items.items():
+        e = its[0][kind]
+        shipped = {(int(l), int(h)) for l, h in e.alignment_heads}
+        for target in ("SM_X", "SM_H"):
+            rows = sorted(corr.select(kind, target, "head", name), key=lambda r: -r.rho)
+            if not rows:
+                continue
+            ranks = [i + 1 for i, r in enumerate(rows) if (r.view.layer, r.view.head) in shipped]
+            best = rows[0]
+            out.append({"condition": name, "target": target, "heads": len(rows),
+                        "best head": f"layer {best.view.layer + 1} head {best.view.head + 1}", "best rho": best.rho,
+                        "alignment heads": len(ranks),
+                        "best alignment-head rank": min(ranks) if ranks else None,
+                        "median alignment-head rank": float(np.median(ranks)) if ranks else None,
+                        "mean rho, alignment heads": float(np.mean([r.rho for r in rows
+                                                                     if (r.view.layer, r.view.head) in shipped]))
+                        if ranks else float("nan"),
+                        "mean rho, all heads": float(np.mean([r.rho for r in rows]))})
+    return out

@@ -234,7 +234,9 @@ def save_figure(fig: Figure, stem: "str | Path", formats: Sequence[str] = ("png"
     out = []
     for fmt in formats:
         path = stem.parent / f"{stem.name}.{fmt}"
-        fig.savefig(path, dpi=150 if fmt == "png" else None, bbox_inches="tight")
+        # no creation date in PDFs: a rerun on unchanged inputs rewrites identical files
+        meta = {"CreationDate": None} if fmt == "pdf" else None
+        fig.savefig(path, dpi=150 if fmt == "png" else None, bbox_inches="tight", metadata=meta)
         out.append(str(path))
     return out
 

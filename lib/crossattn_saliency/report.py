@@ -53,9 +53,6 @@ STUDY = {
     "wer": "WER en (base/small/medium): 9.5 / 11.7 / 11.1 (?)",
 }
 
-AGGREGATE_VIEWS = ("all layers", "alignment heads")
-
-
 def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
@@ -71,36 +68,54 @@ def _verdict(ok: bool | None, partly: bool = False) -> str:
     return "holds" if ok else ("partly" if partly else "does not hold")
 
 
-def claims_table(corr: Any, mixing: Any, deletion_auc: Any, reducers: Any, quality: Any) -> Any:
-    """The study's claims next to our figures, each with a verdict, from result tables.
+REDUCER_TEXT = {"max2d": "2D max pooling", "mean2d": "2D mean pooling",
+                "max_mel_mean_time": "max over mel bins and mean over time"}
+NORMALIZATION_TEXT = {"token_z": "per-token z-scored", "map_z": "z-scored per map", "none": "unnormalized"}
+
+
+def _verdict_rows(x: Any, name: str) -> Any:
+    return x[x["view_kind"] == name]
+
+
+def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: Any, kind: str = "CA",
+                 reducer: str = "max2d") -> Any:
+    """The study's claims next to our figures, each with a verdict.
 
     Parameters
     ----------
-    corr : rows of ``pipeline.correlation_rows`` (reducer max2d) for every condition.
-    mixing : rows of ``pipeline.context_mixing_rows`` (view "all layers").
-    deletion_auc : columns ``condition``, ``explanation``, ``auc`` (mean over utterances).
-    reducers : columns ``condition``, ``reducer``, ``rho``, ``auc``.
+    corr : :class:`~.tables.CorrelationTable` (reducer ``reducer``) of every condition.
+    mixing : :class:`~.tables.MixingRow` objects (or their frame) of ``kind``, view "all layers".
+    deletion : :class:`~.tables.DeletionTable` (or a frame with ``condition``,
+        ``explanation``, ``auc``).
+    reducers : frame with ``condition``, ``reducer``, ``rho``, ``auc``.
     quality : ``pipeline.quality_table`` output.
+    kind : the attention kind the claims are about (the study: plain cross-attention).
 
     Returns
     -------
     ``pandas.DataFrame`` with columns ``claim``, ``study``, ``ours (raw)``,
     ``ours (disattenuated)``, ``verdict`` (judged on raw values; the
     disattenuated column says whether noise in the reference changes it).
+    Layers print 1-based ("layer 4 of 4").
     """
     import pandas as pd
 
+    from .tables import frame
+
+    df = corr.to_frame() if hasattr(corr, "to_frame") else corr
+    df = df[df["kind"] == kind]
+    mixing = mixing if hasattr(mixing, "columns") else frame(mixing)
+    mixing = mixing[mixing["kind"] == kind] if "kind" in mixing else mixing
     rows = []
-    x = corr[corr["target"] == "SM_X"]
-    h = corr[corr["target"] == "SM_H"]
-    conds = list(dict.fromkeys(corr["condition"]))
+    x = df[df["target"] == "SM_X"]
+    h = df[df["target"] == "SM_H"]
+    conds = list(dict.fromkeys(df["condition"]))
 
-    def view(df: Any, name: str) -> Any:
-        return df[df["view"] == name].set_index("condition")
+    def view(d: Any, name: str) -> Any:
+        return d[d["view_kind"] == name].set_index("condition")
 
-    heads = x[x["view"].str.match(r"^L\d+H\d+$")]
-    layers = x[x["view"].str.match(r"^layer \d+$")]
-    allx, allh = view(x, "all layers"), view(h, "all layers")
+    heads, layers = _verdict_rows(x, "head"), _verdict_rows(x, "layer")
+    allx, allh = view(x, "all"), view(h, "all")
 
     # 1-2: single heads vs averages
     med = heads.groupby("condition")["rho"].median()
@@ -117,24 +132,23 @@ def claims_table(corr: Any, mixing: Any, deletion_auc: Any, reducers: Any, quali
                                                        f"{_fmt(allx.loc[c, 'rho'])}" for c in conds),
                      dis="; ".join(f"{c}: {_fmt(allx.loc[c, 'rho_disattenuated'])}" for c in conds),
                      verdict=_verdict(all(up), partly=any(up))))
-    # 3: best layer
+    # 3: best layer (1-based)
     best, late = [], []
     for c in conds:
         lc = layers[layers["condition"] == c]
-        idx = lc["view"].str.extract(r"(\d+)")[0].astype(int)
-        b = int(idx.iloc[int(np.argmax(lc["rho"].to_numpy()))])
-        best.append(f"{c}: layer {b} of {int(idx.max()) + 1}")
-        late.append(b >= (int(idx.max()) + 1) / 2)
+        n_layers = int(lc["layer"].max())
+        b = int(lc["layer"].iloc[int(np.argmax(lc["rho"].to_numpy()))])
+        best.append(f"{c}: layer {b} of {n_layers}")
+        late.append(b > n_layers / 2)
     rows.append(dict(claim="last_layers", ours="; ".join(best), dis="",
                      verdict=_verdict(all(late), partly=any(late))))
-    # 4: best aggregate per model (English ASR, real speech)
-    agg = x[x["view"].isin(list(AGGREGATE_VIEWS) + [v for v in x["view"].unique() if v.startswith(("last", "layer"))])]
-    per_model = []
-    per_model_d = []
-    for model, df in agg.groupby("model"):
-        i = df["rho"].idxmax()
-        per_model.append(f"{model}: {_fmt(df.loc[i, 'rho'])} ({df.loc[i, 'view']}, {df.loc[i, 'condition']})")
-        per_model_d.append(f"{model}: {_fmt(df.loc[i, 'rho_disattenuated'])}")
+    # 4: best aggregate per model
+    agg = x[x["view_kind"].isin(["all", "alignment", "last", "layer"])]
+    per_model, per_model_d = [], []
+    for model, d in agg.groupby("model"):
+        i = d["rho"].idxmax()
+        per_model.append(f"{model}: {_fmt(d.loc[i, 'rho'])} ({d.loc[i, 'view']}, {d.loc[i, 'condition']})")
+        per_model_d.append(f"{model}: {_fmt(d.loc[i, 'rho_disattenuated'])}")
     bests = agg.groupby("model")["rho"].max()
     rows.append(dict(claim="best_rho_x", ours="; ".join(per_model), dis="; ".join(per_model_d),
                      verdict=_verdict(bool(((bests >= 0.45) & (bests <= 0.7)).all()),
@@ -170,8 +184,9 @@ def claims_table(corr: Any, mixing: Any, deletion_auc: Any, reducers: Any, quali
     else:
         rows.append(dict(claim="it_st", ours="n/a", dis="", verdict=_verdict(None)))
     # 9: deletion
-    d = deletion_auc.groupby("explanation")["auc"].mean()
-    keys = ["cross-attention", "SM_X pooled (max2d)", "SM_X full", "random"]
+    dd = deletion.to_frame() if hasattr(deletion, "to_frame") else deletion
+    d = dd.groupby("explanation")["auc"].mean()
+    keys = [kind, f"SM_X pooled {reducer}", "SM_X full", "random"]
     if all(k in d for k in keys[:3]):
         ok = d[keys[0]] < d[keys[1]] < d[keys[2]]
         rows.append(dict(claim="deletion", ours=" / ".join(f"{k} {d[k]:.1f}" for k in keys if k in d), dis="",
@@ -191,6 +206,39 @@ def claims_table(corr: Any, mixing: Any, deletion_auc: Any, reducers: Any, quali
     return out.rename(columns={"ours": "ours (raw)", "dis": "ours (disattenuated)"})
 
 
+def kinds_table(corr: Any, deletion: Any, costs: Any | None = None) -> Any:
+    """Every explanation kind against the SPES references: per condition, rho with SM_X
+    and SM_H (all layers and heads for attention kinds), raw and disattenuated, the
+    mean deletion AUC of its main ranking, and its cost per utterance (seconds).
+
+    ``corr``: :class:`~.tables.CorrelationTable`; ``deletion``: :class:`~.tables.DeletionTable`;
+    ``costs``: frame with ``condition``, ``kind``, ``seconds`` (mean per utterance).
+    """
+    import pandas as pd
+
+    from . import kinds as kinds_mod
+
+    df = corr.to_frame()
+    df = df[df["view_kind"].isin(["all", "map"])]
+    auc = deletion.to_frame() if hasattr(deletion, "to_frame") else deletion
+    rows = []
+    for (cond, kind), g in df.groupby(["condition", "kind"], sort=False):
+        k = kinds_mod.REGISTRY.get(kind)
+        rec = {"condition": cond, "kind": kind, "explanation": k.title if k else kind}
+        for t in ("SM_X", "SM_H"):
+            r = g[g["target"] == t]
+            rec[f"rho {t}"] = float(r["rho"].iloc[0]) if len(r) else float("nan")
+            rec[f"disattenuated {t}"] = float(r["rho_disattenuated"].iloc[0]) if len(r) else float("nan")
+        a = auc[(auc["condition"] == cond) & (auc["kind"] == kind)
+                & auc["variant"].isin(["expanded", "pooled max2d"])] if "kind" in auc else auc.iloc[:0]
+        rec["deletion AUC"] = float(a["auc"].mean()) if len(a) else float("nan")
+        if costs is not None:
+            c = costs[(costs["condition"] == cond) & (costs["kind"] == kind)]
+            rec["seconds per utterance"] = float(c["seconds"].mean()) if len(c) else float("nan")
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
 def _include(tables: Path, name: str) -> str:
     """The body of a saved Markdown table (without its title line), or a note that it is missing."""
     path = Path(tables) / f"{name}.md"
@@ -206,27 +254,36 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
     """``REPORT.md``: how the results were made, the claims table, and the main tables."""
     from . import __version__
 
+    from . import kinds as kinds_mod
+
     p = profile
     sal = ", ".join(c.name for c in p.saliency_conditions_list())
     changed = [r for _, r in claims.iterrows() if r["verdict"] in ("partly", "does not hold")]
+    n_utt = "all" if p.saliency_utterances is None else p.saliency_utterances
+    kinds_text = "; ".join(f"{k.name}: {k.title} ({k.description})" for k in kinds_mod.selected(p))
     lines = [
         "# Cross-Attention is Half Explanation: the study's claims on Whisper",
         "",
         f"Generated by notebook `08_report.ipynb` from cached results (profile `{p.name}`, "
-        f"package `crossattn_saliency` {__version__}). Every number is read from the tables under "
-        "`results/tables/`; the study's figures are from Papi et al. (2025) as digested in `shared/PAPER.md`.",
+        f"package `crossattn_saliency` {__version__}). Every number is computed by the package from the "
+        "cached results; the study's figures are from Papi et al. (2025) as digested in `shared/PAPER.md`.",
         "",
         "## How these numbers were made",
         "- Models: Whisper tiny.en (English ASR) and Whisper base (multilingual, ASR + translation), "
         "real pretrained weights (not the study's in-house Conformer/FAMA models).",
-        f"- Hypotheses: beam {p.beam_size}. Saliency: SPES, {p.spes_perturbations} perturbations on the input "
-        f"(the study: 20,000), {p.spes_h_perturbations} on the encoder output, {p.saliency_utterances} utterance(s) "
-        f"for each of: {sal}; dtype {p.dtype}, seed {p.seed}.",
-        "- Comparison: per-token z-scored maps, SM_X reduced to the 20 ms encoder grid by 2D max pooling, Pearson "
-        "per utterance (mean, bootstrap 95% CI), final <|endoftext|> excluded.",
+        f"- Hypotheses: beam {p.beam_size}, {p.model_dtype}. Saliency: SPES, {p.spes_perturbations:,} perturbations "
+        f"on the input (the study: 20,000), {p.spes_h_perturbations:,} on the encoder output, {n_utt} utterance(s) "
+        f"for each of: {sal}; perturbation passes in {p.dtype}, seed {p.seed}.",
+        f"- Explanation kinds: {kinds_text}.",
+        f"- Comparison: {NORMALIZATION_TEXT.get(p.normalization, p.normalization)} maps, input-grid maps reduced "
+        f"to the 20 ms encoder grid by {REDUCER_TEXT.get(p.reducer, p.reducer)}, Pearson per utterance (mean over "
+        f"utterances with a percentile bootstrap 95% interval, {p.n_bootstrap} resamples), final <|endoftext|> "
+        "excluded.",
         "- Reliability: split-half correlation of each saliency map (two independent halves of its perturbations), "
         "stepped up with Spearman-Brown; noise ceiling = sqrt(reliability); disattenuated rho = rho / ceiling.",
-        f"- Deletion: step {p.deletion_step}%, beam {p.deletion_beam}, {p.deletion_utterances} utterance(s) per condition.",
+        f"- Deletion: step {p.deletion_step}%, beam {p.deletion_beam}, "
+        f"{'all' if p.deletion_utterances is None else p.deletion_utterances} utterance(s) per condition; WER "
+        "against the decoding of the intact input with the same decoder settings.",
         "- Synthetic speech (`*-tts`) and real speech (`*-real`) are different sets and are never pooled.",
         "",
         "## The claims",
@@ -251,12 +308,14 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
         "## Model quality", "", _include(tables, "quality"),
         "## Correlation of cross-attention with saliency (aggregates)", "", _include(tables, "correlation_summary"),
         "## Context mixing", "", _include(tables, "context_mixing"),
+        "## Every explanation kind against the saliency references", "", _include(tables, "explanation_kinds"),
         "## Deletion (faithfulness)", "", _include(tables, "deletion"),
         "## Reducers", "", _include(tables, "reducers"),
         "## Reliability of the saliency reference", "", _include(tables, "reliability_budget"),
         "## Limitations",
-        "- On a 2-core CPU the default profile uses few utterances and far fewer perturbations than the study; "
-        "intervals are wide and the ceilings are low. The `paper` profile reruns everything at the study's settings.",
+        f"- This profile explains {n_utt} utterance(s) per condition with {p.spes_perturbations:,} / "
+        f"{p.spes_h_perturbations:,} perturbations (the study: 20,000); read intervals over so few utterances as "
+        "ranges, not as confidence statements. The `paper` profile reruns everything at the study's settings.",
         "- Whisper attends over a padded 30 s window; the comparison uses the speech positions only "
         "(see `results/tables/attention_mass.md` for how much mass that discards).",
         "",

@@ -37,13 +37,28 @@ def run(number: str, profile: str = "default", overrides: dict[str, Any] | None 
     t0 = time.time()
     pm.execute_notebook(str(src), str(out), parameters={"profile": profile, "overrides": overrides or {}},
                         cwd=str(src.parent), kernel_name="python3", progress_bar=False)
-    _relative_paths(out)
+    _tidy(out)
     print(f"{src.name} [{profile}] done in {time.time() - t0:.0f} s -> {out}")
     return out
 
 
-def _relative_paths(path: Path) -> None:
-    """Record papermill's input/output paths relative to the repository (no machine paths in results)."""
+#: metadata that changes on every run without changing a result
+_TIMING_KEYS = ("start_time", "end_time", "duration")
+
+
+def _is_progress(output: Any) -> bool:
+    """A progress bar (tqdm) written to the notebook: it belongs to the terminal, not the record."""
+    if output.get("output_type") == "stream" and output.get("name") == "stderr":
+        text = output.get("text", "")
+        return any(m in text for m in ("it/s]", "s/it]", "%|", "utt/s]", "map/s]", "curve/s]"))
+    data = output.get("data", {}) if output.get("output_type") in ("display_data", "update_display_data") else {}
+    return "application/vnd.jupyter.widget-view+json" in data
+
+
+def _tidy(path: Path) -> None:
+    """Make an executed notebook a stable record: papermill's paths relative to the repository
+    (no machine paths in results), no run timestamps or durations, no progress bars, so that
+    a rerun on unchanged inputs rewrites an identical file."""
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
@@ -53,6 +68,15 @@ def _relative_paths(path: Path) -> None:
         if meta.get(key):
             p = Path(meta[key]).resolve()
             meta[key] = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
+    for key in _TIMING_KEYS:
+        meta.pop(key, None)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        for key in _TIMING_KEYS:
+            cell.metadata.get("papermill", {}).pop(key, None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not _is_progress(o)]
     nbformat.write(nb, str(path))
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from . import cache
 from .models import LoadedModel
+
+if TYPE_CHECKING:
+    from .store import ResultStore
 
 SAMPLING_RATE = 16000
 #: Whisper's feature hop: 10 ms at 16 kHz
@@ -52,6 +53,21 @@ class Hypothesis:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Hypothesis":
         return cls(d["utt_id"], tuple(d["prompt_ids"]), tuple(d["token_ids"]), d["text"], int(d["n_frames"]))
+
+
+def teacher_forcing_inputs(prompt_ids: Sequence[int], token_ids: Sequence[int]) -> tuple[list[int], int]:
+    """Decoder input for a teacher-forced pass over a hypothesis.
+
+    Returns ``(prompt + tokens[:-1], start)``: the ``len(tokens)`` decoder positions
+    from ``start = len(prompt) - 1`` on predict ``tokens`` (the last one predicts
+    <|endoftext|>). The one place where this convention lives.
+    """
+    prompt, toks = [int(t) for t in prompt_ids], [int(t) for t in token_ids]
+    if not prompt:
+        raise ValueError("prompt_ids is empty: pass the decoder prompt, e.g. [<|startoftranscript|>, ...]")
+    if not toks:
+        raise ValueError("token_ids is empty: pass the hypothesis to explain (ending with <|endoftext|>)")
+    return prompt + toks[:-1], len(prompt) - 1
 
 
 def check_audio(audio: np.ndarray, sampling_rate: int, utt_id: str = "audio") -> np.ndarray:
@@ -124,48 +140,57 @@ def decode(loaded: LoadedModel, feats: np.ndarray, language: str = "en", task: s
     return ids + [eot]
 
 
+def hypothesis_params(loaded: LoadedModel, language: str, task: str, beam_size: int) -> dict[str, Any]:
+    """The parameters that key a cached hypothesis."""
+    return {"model": loaded.name, "language": language, "task": task, "beam_size": int(beam_size),
+            "dtype": str(loaded.model.dtype).replace("torch.", "")}
+
+
 def transcribe_set(loaded: LoadedModel, utterances: Iterable[dict[str, Any]], language: str, task: str,
-                   beam_size: int, cache_file: str | Path, progress: bool = True) -> list[Hypothesis]:
-    """Decode every utterance, caching hypotheses in one JSON file (resumable).
+                   beam_size: int, store: "ResultStore", group: str, progress: bool = True) -> list[Hypothesis]:
+    """Decode every utterance once, one store record each (``hypotheses/<group>/<utt>.json``).
 
     ``utterances`` yields dicts with ``id``, ``audio`` (16 kHz float samples) and
-    ``sampling_rate``. The cache records the parameters; a file made with other
-    parameters raises, and finished utterances are never decoded again.
+    ``sampling_rate``. Records carry :func:`hypothesis_params`; finished utterances are
+    never decoded again (an interrupted run resumes), and a record made with other
+    parameters is recomputed with a warning naming them (or raises, per the store).
     """
     from tqdm.auto import tqdm
 
-    params = {"model": loaded.name, "language": language, "task": task, "beam_size": beam_size}
-    path = Path(cache_file)
-    done: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        stored = cache.read_json(path)
-        if stored.get("params") != params:
-            raise ValueError(f"{path} holds hypotheses made with {stored.get('params')}, not {params}; "
-                             "delete it or use another cache folder")
-        done = stored["hypotheses"]
-    items = list(utterances)
+    params = hypothesis_params(loaded, language, task, beam_size)
     out = []
-    bar = tqdm(items, desc=f"decode {loaded.name} {language}-{task}", disable=not progress, unit="utt")
-    for utt in bar:
+    items = list(utterances)
+    for utt in tqdm(items, desc=f"decode {loaded.name} {language}-{task}", disable=not progress, unit="utt"):
         uid = str(utt["id"])
-        if uid not in done:
+
+        def compute(utt: dict[str, Any] = utt, uid: str = uid) -> dict[str, Any]:
             feats, n_frames = features(loaded, np.asarray(utt["audio"], dtype=np.float32),
                                        int(utt["sampling_rate"]), uid)
             ids = decode(loaded, feats, language, task, beam_size)
             text = loaded.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            done[uid] = Hypothesis(uid, tuple(loaded.prompt_ids(language, task)), tuple(ids), text,
-                                   n_frames).to_json()
-            cache.write_json(path, {"params": params, "hypotheses": done})
-        out.append(Hypothesis.from_json(done[uid]))
+            return Hypothesis(uid, tuple(loaded.prompt_ids(language, task)), tuple(ids), text, n_frames).to_json()
+
+        rec = store.fetch_json("hypotheses", f"{group}/{uid.replace('/', '__')}", params, compute)
+        out.append(Hypothesis.from_json(rec))
     return out
 
 
-def load_hypotheses(cache_file: str | Path) -> dict[str, Hypothesis]:
-    """Hypotheses cached by :func:`transcribe_set`, by utterance id."""
-    path = Path(cache_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"no cached hypotheses at {path}; run notebook 02 (make nb NB=02) first")
-    return {k: Hypothesis.from_json(v) for k, v in cache.read_json(path)["hypotheses"].items()}
+@dataclass
+class Utterance:
+    """One utterance of a condition, ready for explanation.
+
+    ``features`` is ``mel x frames`` (80 x 3000, padded to 30 s); ``n_frames`` counts the
+    frames (10 ms) covered by speech; ``hyp`` is the model's own cached output;
+    ``reference`` the reference text (transcript or translation); ``row`` the set's
+    row without its audio.
+    """
+
+    utt_id: str
+    features: np.ndarray
+    n_frames: int
+    hyp: Hypothesis
+    reference: str
+    row: dict[str, Any]
 
 
 def token_strings(loaded: LoadedModel, token_ids: Sequence[int]) -> list[str]:

@@ -1,0 +1,278 @@
+"""The registry of explanation kinds: what each is, how it is computed and cached.
+
+Every table, figure and report step loops over :data:`REGISTRY`, so adding an
+explanation kind is one :func:`register` call (here or in a user's module) plus its
+tests. A :class:`Kind` says:
+
+* ``grid``: ``"input"`` (``tokens x frames x mel``) or ``"encoder"`` (``tokens x positions``);
+* ``reference``: a SPES saliency map that the other kinds are compared against;
+* ``stochastic``: the maps carry two independent halves (reliability);
+* ``params(profile)``: the parameters that key its store records;
+* ``compute(ctx, utt)``: the :class:`~.explanations.Explanation` of one utterance,
+  fetched through the context's :class:`~.store.ResultStore` (computed once).
+
+Registered here: ``CA`` (cross-attention), ``NormCA`` (norm-weighted
+cross-attention, Kobayashi et al. 2020), ``SM_X`` / ``SM_H`` (SPES on the input /
+encoder output), ``IxG_X`` / ``IG_X`` (input x gradient / integrated gradients on the
+input) and ``IxG_H`` / ``IG_H`` (the same on the encoder output). Gradient maps are
+attribution magnitudes ``|a|`` (SPES's KL score is unsigned as well).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from .explanations import Explanation
+from .store import ResultStore
+
+if TYPE_CHECKING:
+    from .config import Condition, Profile
+    from .models import LoadedModel
+    from .transcribe import Utterance
+
+
+@dataclass
+class Context:
+    """What a kind needs to explain utterances of one condition: the profile, the
+    condition, the result store and the model (loaded on first use, in the profile's
+    ``model_dtype`` on its ``device``). ``prepared`` caches per-kind model copies."""
+
+    profile: "Profile"
+    condition: "Condition"
+    store: ResultStore
+    load_model: Callable[[], "LoadedModel"]
+    prepared: dict[str, Any] = field(default_factory=dict)
+    _model: Any = None
+
+    @property
+    def model(self) -> "LoadedModel":
+        if self._model is None:
+            self._model = self.load_model()
+        return self._model
+
+    def key(self, utt: "Utterance") -> str:
+        """Store key ``<condition>/<utterance>`` (utterance ids made file-name safe)."""
+        return f"{self.condition.name}/{file_id(utt.utt_id)}"
+
+
+def file_id(utt_id: str) -> str:
+    """A file-name-safe version of an utterance id (``mfa/cold`` -> ``mfa__cold``)."""
+    return str(utt_id).replace("/", "__")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One registered explanation kind (see the module docstring)."""
+
+    name: str
+    title: str
+    grid: str
+    compute: Callable[[Context, "Utterance"], Explanation]
+    params: Callable[["Profile"], dict[str, Any]]
+    reference: bool = False
+    stochastic: bool = False
+    layered: bool = False
+    #: ranked in the deletion test
+    deletion: bool = True
+    description: str = ""
+
+
+REGISTRY: dict[str, Kind] = {}
+
+
+def register(kind: Kind, replace: bool = False) -> Kind:
+    """Add a kind to :data:`REGISTRY` (``replace=True`` to redefine an existing name)."""
+    if kind.grid not in ("input", "encoder"):
+        raise ValueError(f"kind {kind.name}: grid {kind.grid!r} is invalid: 'input' or 'encoder'")
+    if kind.name in REGISTRY and not replace:
+        raise ValueError(f"an explanation kind named {kind.name!r} is already registered")
+    REGISTRY[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    """Remove a kind (tests that register one on the fly clean up with this)."""
+    REGISTRY.pop(name, None)
+
+
+def get(name: str) -> Kind:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown explanation kind {name!r}; registered: {list(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def selected(profile: "Profile") -> list[Kind]:
+    """The kinds a profile computes (``profile.explanations``; ``None`` = all registered), references first."""
+    names = list(REGISTRY) if profile.explanations is None else list(profile.explanations)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"profile {profile.name}: unknown explanation kind(s) {unknown}; registered: {list(REGISTRY)}")
+    ks = [REGISTRY[n] for n in names]
+    return [k for k in ks if k.reference] + [k for k in ks if not k.reference]
+
+
+# --------------------------------------------------------------------------- attention kinds
+
+
+def _attention_kind(name: str, section: str, extract: Callable[..., Any] | None,
+                    extra: dict[str, Any]) -> Callable[[Context, "Utterance"], Explanation]:
+    def compute(ctx: Context, utt: "Utterance") -> Explanation:
+        ca = attention_record(ctx, utt, section, extract, extra)
+        return Explanation.from_hypothesis(
+            name, utt.utt_id, ca.token_ids, ca.tokens, "encoder", ca.weights, ca.n_frames, token_axis=2,
+            eot_id=ctx.model.special_ids["eot"], alignment_heads=[tuple(h) for h in ca.alignment_heads],
+            provenance={"params": ca.params, "seconds_per_position": ca.seconds_per_position})
+    return compute
+
+
+def attention_record(ctx: Context, utt: "Utterance", section: str = "attention",
+                     extract: Callable[..., Any] | None = None, extra: dict[str, Any] | None = None) -> Any:
+    """The :class:`~.attention.CrossAttention` record of one utterance from the store
+    (``extract`` defaults to plain CA; ``extra`` adds to the record's parameters)."""
+    from . import attention
+
+    extract = extract or attention.extract
+    params = {"renormalized": False, "dtype": ctx.profile.model_dtype, **(extra or {})}
+
+    def save(obj: Any, path: Any) -> None:
+        obj.params = dict(params)  # the store's parameters are the record's
+        obj.save(path)
+
+    return ctx.store.fetch(section, ctx.key(utt), params, lambda: extract(ctx.model, utt.features, utt.hyp),
+                           save, attention.CrossAttention.load, identity={"token_ids": list(utt.hyp.token_ids)})
+
+
+def _normca_extract(loaded: Any, feats: np.ndarray, hyp: Any) -> Any:
+    from . import normca
+
+    return normca.norm_weighted_attention(loaded, feats, hyp)
+
+
+# --------------------------------------------------------------------------- SPES kinds
+
+
+def spes_params(profile: "Profile", grid: str, n_perturbations: int | None = None) -> Any:
+    """The profile's :class:`~.saliency.SpesParams` for SM_X (``grid="input"``) or SM_H."""
+    from .saliency import SpesParams
+
+    n = n_perturbations or (profile.spes_perturbations if grid == "input" else profile.spes_h_perturbations)
+    return SpesParams(n_perturbations=n, batch_size=profile.spes_batch_size, seed=profile.seed)
+
+
+def spes_record_params(profile: "Profile", grid: str, n_perturbations: int | None = None,
+                       snapshots: tuple[int, ...] = ()) -> dict[str, Any]:
+    """The store parameters of a SPES record (the run's settings, its grid, dtype and snapshots)."""
+    return {**spes_params(profile, grid, n_perturbations).to_dict(), "kind": grid, "dtype": profile.dtype,
+            "snapshots": sorted(int(s) for s in snapshots)}
+
+
+def whisper_spes(ctx: Context) -> Any:
+    """The context's model prepared for perturbation passes (a copy in ``profile.dtype``)."""
+    from .saliency import WhisperSpes
+
+    if "spes" not in ctx.prepared:
+        ctx.prepared["spes"] = WhisperSpes(ctx.model.model, dtype=ctx.profile.dtype, device=ctx.profile.device)
+    return ctx.prepared["spes"]
+
+
+def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int | None = None,
+                snapshots: tuple[int, ...] = (), section: str | None = None, progress: bool = False) -> Any:
+    """The :class:`~.saliency.SaliencyResult` of one utterance (SM_X for ``grid="input"``, else SM_H)."""
+    from .saliency import SaliencyResult
+
+    section = section or ("saliency_x" if grid == "input" else "saliency_h")
+    params = spes_params(ctx.profile, grid, n_perturbations)
+
+    def compute() -> Any:
+        ws = whisper_spes(ctx)
+        fn = ws.input if grid == "input" else ws.encoder
+        res = fn(utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids, params,
+                 snapshots=snapshots, progress=progress)
+        res.utt_id = file_id(utt.utt_id)
+        return res
+
+    return ctx.store.fetch(section, ctx.key(utt), spes_record_params(ctx.profile, grid, n_perturbations, snapshots),
+                           compute, lambda obj, path: obj.save(path), SaliencyResult.load,
+                           identity={"token_ids": [int(t) for t in utt.hyp.token_ids]})
+
+
+def _spes_kind(name: str, grid: str) -> Callable[[Context, "Utterance"], Explanation]:
+    def compute(ctx: Context, utt: "Utterance") -> Explanation:
+        from .transcribe import token_strings
+
+        res = spes_record(ctx, utt, grid)
+        return Explanation.from_hypothesis(
+            name, utt.utt_id, res.token_ids, token_strings(ctx.model, res.token_ids), grid, res.scores,
+            res.n_frames, halves=(res.half_a, res.half_b), eot_id=ctx.model.special_ids["eot"],
+            provenance={"params": res.params, "n_perturbations": res.n_perturbations, "info": res.info})
+    return compute
+
+
+# --------------------------------------------------------------------------- gradient kinds
+
+
+def gradient_params(profile: "Profile", method: str, grid: str) -> dict[str, Any]:
+    """Store parameters of a gradient map."""
+    p = {"method": method, "grid": grid, "dtype": profile.gradient_dtype, "target": "log p(token)",
+         "relevance": "abs"}
+    if method == "integrated_gradients":
+        p.update(n_steps=profile.gradient_steps, baseline="floor" if grid == "input" else "zero")
+    return p
+
+
+def _gradient_kind(name: str, method: str, grid: str) -> Callable[[Context, "Utterance"], Explanation]:
+    def compute(ctx: Context, utt: "Utterance") -> Explanation:
+        import time
+
+        from . import gradients
+        from .transcribe import token_strings
+
+        params = gradient_params(ctx.profile, method, grid)
+
+        def run() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+            fn = gradients.input_gradients if grid == "input" else gradients.encoder_gradients
+            t0 = time.perf_counter()
+            a = fn(ctx.model.model, utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids,
+                   method=method, n_steps=ctx.profile.gradient_steps,
+                   internal_batch_size=ctx.profile.gradient_batch_size, dtype=ctx.profile.gradient_dtype,
+                   device=ctx.profile.device)
+            meta = {"token_ids": [int(t) for t in utt.hyp.token_ids], "n_frames": int(utt.n_frames),
+                    "info": {"seconds": time.perf_counter() - t0, "device": ctx.profile.device}}
+            return {"maps": np.abs(np.asarray(a, dtype=np.float32))}, meta
+
+        arrays, meta = ctx.store.fetch_arrays(f"gradients/{name}", ctx.key(utt), params, run,
+                                              identity={"token_ids": [int(t) for t in utt.hyp.token_ids]})
+        return Explanation.from_hypothesis(
+            name, utt.utt_id, meta["token_ids"], token_strings(ctx.model, meta["token_ids"]), grid, arrays["maps"],
+            meta["n_frames"], eot_id=ctx.model.special_ids["eot"],
+            provenance={"params": meta["params"], "info": meta.get("info", {})})
+    return compute
+
+
+# --------------------------------------------------------------------------- the registry
+
+NORMCA_PARAMS = {"kind": "norm_weighted", "normalized_rows": True}
+
+register(Kind("SM_X", "SPES saliency on the input", "input", _spes_kind("SM_X", "input"),
+              lambda p: spes_record_params(p, "input"), reference=True, stochastic=True,
+              description="SPES: occluded multi-scale SLIC segments of the log-mel input, KL score"))
+register(Kind("SM_H", "SPES saliency on the encoder output", "encoder", _spes_kind("SM_H", "encoder"),
+              lambda p: spes_record_params(p, "encoder"), reference=True, stochastic=True,
+              description="SPES: occluded single encoder positions, decoder only, KL score"))
+register(Kind("CA", "cross-attention", "encoder", _attention_kind("CA", "attention", None, {}),
+              lambda p: {"dtype": p.model_dtype}, layered=True,
+              description="softmax(QK^T / sqrt(d)) of every decoder layer and head, raw weights on speech positions"))
+register(Kind("NormCA", "norm-weighted cross-attention", "encoder",
+              _attention_kind("NormCA", "attention_norm", _normca_extract, NORMCA_PARAMS),
+              lambda p: {"dtype": p.model_dtype, **NORMCA_PARAMS}, layered=True,
+              description="||alpha_ij W_O^h (W_V^h e_j + b_V^h)|| per head (Kobayashi et al., 2020)"))
+for _method, _short in (("input_x_gradient", "IxG"), ("integrated_gradients", "IG")):
+    for _grid, _suffix in (("input", "X"), ("encoder", "H")):
+        register(Kind(f"{_short}_{_suffix}",
+                      f"{'input x gradient' if _short == 'IxG' else 'integrated gradients'} on the "
+                      f"{'input' if _grid == 'input' else 'encoder output'}", _grid,
+                      _gradient_kind(f"{_short}_{_suffix}", _method, _grid),
+                      (lambda m, g: lambda p: gradient_params(p, m, g))(_method, _grid),
+                      description=f"|{_method.replace('_', ' ')}| of log p(token) (captum), per token"))

@@ -1,0 +1,203 @@
+"""Typed results of the comparison steps, each with ``to_frame()``.
+
+Functions of :mod:`.pipeline` return these objects; notebooks show and save their
+frames, and later steps (the report) take the objects themselves: no table is read
+back from CSV to rebuild what a function already returned. Views stay typed
+(:class:`~.explanations.View`; ``layer``/``head`` columns are 1-based integers).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .explanations import View
+
+
+@dataclass(frozen=True)
+class CorrelationRow:
+    """rho(explanation view, reference) over the utterances of one condition.
+
+    ``rho``: mean per-utterance Pearson with a bootstrap 95% interval
+    (``rho_lo``/``rho_hi``); ``rho_pooled``: all utterances flattened together;
+    ``spearman``: mean per-utterance Spearman; ``reliability``: split-half reliability
+    of the reference, Spearman-Brown stepped up; ``ceiling`` = sqrt(reliability);
+    ``rho_disattenuated`` = rho / ceiling with its interval.
+    """
+
+    condition: str
+    model: str
+    set: str
+    task: str
+    kind: str
+    view: View | None
+    n_layers: int
+    target: str
+    reducer: str
+    normalization: str
+    utterances: int
+    rho: float
+    rho_lo: float
+    rho_hi: float
+    rho_pooled: float
+    spearman: float
+    reliability: float
+    ceiling: float
+    rho_disattenuated: float
+    dis_lo: float
+    dis_hi: float
+
+    def record(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("view"), d.pop("n_layers")
+        view = self.view.fields(self.n_layers) if self.view is not None else \
+            {"view": "map", "view_kind": "map", "layer": None, "head": None}
+        out = {k: d[k] for k in ("condition", "model", "set", "task", "kind")}
+        out.update(view)
+        out.update({k: v for k, v in d.items() if k not in out})
+        return out
+
+
+@dataclass
+class CorrelationTable:
+    """Rows of :class:`CorrelationRow` for one or more conditions."""
+
+    rows: list[CorrelationRow] = field(default_factory=list)
+
+    def __add__(self, other: "CorrelationTable") -> "CorrelationTable":
+        return CorrelationTable(self.rows + other.rows)
+
+    def select(self, kind: str | None = None, target: str | None = None, view_kind: str | None = None,
+               condition: str | None = None) -> list[CorrelationRow]:
+        return [r for r in self.rows
+                if (kind is None or r.kind == kind) and (target is None or r.target == target)
+                and (condition is None or r.condition == condition)
+                and (view_kind is None or (r.view.kind if r.view is not None else "map") == view_kind)]
+
+    def get(self, condition: str, kind: str, target: str, view: View | None = View("all")) -> CorrelationRow:
+        for r in self.rows:
+            if r.condition == condition and r.kind == kind and r.target == target and r.view == view:
+                return r
+        raise KeyError(f"no row for {condition} / {kind} / {target} / {view}")
+
+    def head_grid(self, condition: str, kind: str, target: str, value: str = "rho") -> np.ndarray:
+        """``layers x heads`` grid of one column over the single-head views."""
+        rows = self.select(kind=kind, target=target, view_kind="head", condition=condition)
+        if not rows:
+            raise KeyError(f"no single-head rows for {condition} / {kind} / {target}")
+        grid = np.full((max(r.view.layer for r in rows) + 1, max(r.view.head for r in rows) + 1), np.nan)
+        for r in rows:
+            grid[r.view.layer, r.view.head] = getattr(r, value)
+        return grid
+
+    def to_frame(self) -> Any:
+        """One row per condition x kind x view x target; ``layer``/``head`` as 1-based integers (empty where n/a)."""
+        import pandas as pd
+
+        df = pd.DataFrame([r.record() for r in self.rows])
+        for col in ("layer", "head"):
+            if col in df:
+                df[col] = df[col].astype("Int64")
+        return df
+
+
+@dataclass(frozen=True)
+class MixingRow:
+    """Context-mixing gain rho(E, SM_H) - rho(E, SM_X) of one layered kind's view, raw and
+    disattenuated, with paired bootstrap 95% intervals over utterances."""
+
+    condition: str
+    model: str
+    kind: str
+    view: str
+    utterances: int
+    rho_SM_X: float
+    rho_SM_H: float
+    gain: float
+    gain_lo: float
+    gain_hi: float
+    gain_disattenuated: float
+    dis_lo: float
+    dis_hi: float
+
+
+def frame(rows: Iterable[Any]) -> Any:
+    """A ``pandas.DataFrame`` of dataclass rows (``record()`` when a row has one)."""
+    import pandas as pd
+
+    return pd.DataFrame([r.record() if hasattr(r, "record") else asdict(r) for r in rows])
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One ranking of the input cells for the deletion test: an explanation kind and how
+    its map reaches the input grid (``"expanded"`` from the encoder grid,
+    ``"pooled <reducer>"`` and back, ``"full"`` resolution, or the ``"random"`` floor)."""
+
+    kind: str
+    variant: str
+
+    @property
+    def label(self) -> str:
+        return "random" if self.kind == "random" else f"{self.kind} {self.variant}".replace(" expanded", "")
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}__{self.variant.replace(' ', '_')}"
+
+
+@dataclass(frozen=True)
+class DeletionRecord:
+    """The deletion curve of one ranking on one utterance (WER in percent, AUC in WER-percent units)."""
+
+    condition: str
+    utt_id: str
+    ranking: Ranking
+    percents: tuple[float, ...]
+    wer: tuple[float, ...]
+    n_deleted: tuple[int, ...]
+    texts: tuple[str, ...]
+    auc: float
+
+    def curve(self) -> Any:
+        """The record as a :class:`~.deletion.DeletionCurve` (for plotting)."""
+        from .deletion import DeletionCurve
+
+        return DeletionCurve(np.asarray(self.percents), np.asarray(self.wer), list(self.texts),
+                             np.asarray(self.n_deleted))
+
+
+@dataclass
+class DeletionTable:
+    """Deletion records of one or more conditions."""
+
+    records: list[DeletionRecord] = field(default_factory=list)
+
+    def __add__(self, other: "DeletionTable") -> "DeletionTable":
+        return DeletionTable(self.records + other.records)
+
+    def to_frame(self) -> Any:
+        """One row per utterance and ranking: ``condition, utterance, explanation, kind, variant, auc``."""
+        import pandas as pd
+
+        return pd.DataFrame([{"condition": r.condition, "utterance": r.utt_id, "explanation": r.ranking.label,
+                              "kind": r.ranking.kind, "variant": r.ranking.variant, "auc": r.auc}
+                             for r in self.records])
+
+    def mean_auc(self) -> Any:
+        """Mean AUC per condition and explanation (``pandas.DataFrame``, conditions as rows)."""
+        df = self.to_frame()
+        return df.pivot_table(index="condition", columns="explanation", values="auc", sort=False).reset_index()
+
+    def curves(self, condition: str, variants: Sequence[str] | None = None) -> dict[str, list[Any]]:
+        """``label -> [DeletionCurve per utterance]`` of one condition (optionally only some variants)."""
+        out: dict[str, list[Any]] = {}
+        for r in self.records:
+            if r.condition == condition and (variants is None or r.ranking.variant in variants):
+                out.setdefault(r.ranking.label, []).append(r.curve())
+        return out
+
+
+def labels(rankings: Sequence[Ranking]) -> list[str]:
+    return [r.label for r in rankings]

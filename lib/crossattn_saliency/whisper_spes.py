@@ -1,0 +1,248 @@
+"""The Whisper adapter of SPES: forward functions, units and results for one utterance.
+
+:class:`WhisperSpes` prepares a private copy of a ``transformers``
+``WhisperForConditionalGeneration`` (dtype, device, attention implementation) and
+builds the forward functions the model-agnostic engine
+(:class:`crossattn_saliency.spes.Spes`) needs: encoder + decoder for SM_X (the
+input log-mel spectrogram, ``mel x frames`` = 80 x 3000) and decoder only for SM_H
+(the encoder output, ``positions x d_model`` = 1500 x d). The decoder is
+teacher-forced on ``prompt + tokens[:-1]``
+(:func:`crossattn_saliency.transcribe.teacher_forcing_inputs`).
+:func:`spes_input` and :func:`spes_encoder` are the one-call entry points; both
+return a :class:`crossattn_saliency.saliency_result.SaliencyResult`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .saliency_result import SaliencyResult
+from .spes import ForwardFn, Spes, SpesParams, SpesRun, encoder_units, floor_value, slic_levels
+from .transcribe import teacher_forcing_inputs
+
+__all__ = ["WhisperSpes", "prepare", "spes_input", "spes_encoder", "recorded_params", "torch_dtype",
+           "DTYPES", "ATTN", "AUTO_ATTN"]
+
+#: dtypes the perturbation passes can run in (scores are float32 either way)
+DTYPES = ("float32", "bfloat16")
+#: attention implementations of the perturbation passes
+ATTN = ("auto", "eager", "sdpa")
+#: attention implementation used for the perturbation passes when ``"auto"``
+#: (measured by :mod:`crossattn_saliency.bench`: sdpa is faster on CPU and GPU)
+AUTO_ATTN = "sdpa"
+
+
+def recorded_params(params: SpesParams, kind: str, dtype: str, snapshots: Sequence[int]) -> dict[str, Any]:
+    """What a :class:`SaliencyResult` records as ``params``: the :class:`SpesParams`
+    fields plus ``kind`` (``"input"`` / ``"encoder"``), ``dtype`` and the sorted ``snapshots``."""
+    return {**params.to_dict(), "kind": kind, "dtype": dtype, "snapshots": sorted(int(s) for s in snapshots)}
+
+
+def torch_dtype(dtype: str) -> torch.dtype:
+    """The ``torch`` dtype of a :data:`DTYPES` name; a ``ValueError`` naming the choices otherwise."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is invalid: choose one of {list(DTYPES)}")
+    return getattr(torch, dtype)
+
+
+class WhisperSpes:
+    """A Whisper model prepared for SPES: a private copy in the requested dtype,
+    device and attention implementation (the caller's model is not touched).
+
+    Parameters
+    ----------
+    model : a ``transformers`` ``WhisperForConditionalGeneration``.
+    dtype : ``"float32"`` or ``"bfloat16"`` (scores are computed in float32 either way).
+    device : torch device string.
+    attn_implementation : ``"auto"`` (:data:`AUTO_ATTN`), ``"eager"`` or ``"sdpa"``;
+        attention weights are not needed for the perturbation passes.
+    """
+
+    def __init__(self, model: Any, dtype: str = "bfloat16", device: str = "cpu",
+                 attn_implementation: str = "auto") -> None:
+        if attn_implementation not in ATTN:
+            raise ValueError(f"attn_implementation={attn_implementation!r} is invalid: choose one of {list(ATTN)}")
+        tdt = torch_dtype(dtype)
+        if not (hasattr(model, "model") and hasattr(model.model, "encoder") and hasattr(model, "proj_out")):
+            raise TypeError(f"expected a transformers WhisperForConditionalGeneration, got {type(model).__name__}")
+        attn = AUTO_ATTN if attn_implementation == "auto" else attn_implementation
+        self.model = copy.deepcopy(model).to(device=device, dtype=tdt).eval()
+        self.model.set_attn_implementation(attn)
+        self.dtype, self.device, self.attn_implementation = dtype, str(device), attn
+        self.torch_dtype = tdt
+
+    # -- forward functions -------------------------------------------------------------------
+
+    def _decode(self, ids: torch.Tensor, start: int, hidden: torch.Tensor) -> torch.Tensor:
+        out = self.model.model.decoder(input_ids=ids.expand(hidden.shape[0], -1), encoder_hidden_states=hidden,
+                                       use_cache=False)
+        logits = self.model.proj_out(out.last_hidden_state[:, start:])
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def input_forward(self, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> ForwardFn:
+        """``features (batch x mel x frames) -> log-probs (batch x tokens x vocab)``, encoder + decoder."""
+        ids, start = teacher_forcing_inputs(prompt_ids, token_ids)
+        ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
+
+        def f(features: torch.Tensor) -> torch.Tensor:
+            hidden = self.model.model.encoder(features.to(self.torch_dtype)).last_hidden_state
+            return self._decode(ids_t, start, hidden)
+
+        return f
+
+    def encoder_forward(self, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> ForwardFn:
+        """``encoder output (batch x positions x d_model) -> log-probs (batch x tokens x vocab)``, decoder only."""
+        ids, start = teacher_forcing_inputs(prompt_ids, token_ids)
+        ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
+
+        def f(hidden: torch.Tensor) -> torch.Tensor:
+            return self._decode(ids_t, start, hidden.to(self.torch_dtype))
+
+        return f
+
+    def encode(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Encoder output ``positions x d_model`` (1500 x d for Whisper) of one ``mel x frames`` input."""
+        with torch.inference_mode():
+            x = self._features(features)[None].to(self.torch_dtype)
+            return self.model.model.encoder(x).last_hidden_state[0]
+
+    def _features(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(features, dtype=np.float32) if not torch.is_tensor(features)
+                            else features.float())
+        n_mel = self.model.config.num_mel_bins
+        n_fr = 2 * self.model.config.max_source_positions
+        if tuple(x.shape) != (n_mel, n_fr):
+            raise ValueError(f"features must be mel x frames = ({n_mel}, {n_fr}) as Whisper's feature extractor "
+                             f"gives (padded to 30 s), got {tuple(x.shape)}")
+        return x.to(self.device)
+
+    # -- SPES -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _engine(forward_fn: ForwardFn, params: SpesParams) -> Spes:
+        if not isinstance(params, SpesParams):
+            raise TypeError(f"params must be a SpesParams, got {type(params).__name__}")
+        return Spes(forward_fn, scorer=params.scorer, batch_size=params.batch_size)
+
+    def input(self, features: np.ndarray | torch.Tensor, n_frames: int, prompt_ids: Sequence[int],
+              token_ids: Sequence[int], params: SpesParams, snapshots: Sequence[int] = (),
+              progress: bool = True) -> SaliencyResult:
+        """SM_X; see :func:`spes_input`."""
+        x = self._features(features)
+        n_frames = int(n_frames)
+        if not 1 <= n_frames <= x.shape[1]:
+            raise ValueError(f"n_frames={n_frames} must lie in 1..{x.shape[1]} (speech frames of the input)")
+        engine = self._engine(self.input_forward(prompt_ids, token_ids), params)
+        spec = x[:, :n_frames].T.cpu().numpy()  # frames x mel
+        levels = slic_levels(spec, params)
+        grids = []
+        for lab in levels:
+            g = np.full(tuple(x.shape), -1, dtype=np.int64)
+            g[:, :n_frames] = lab.T
+            grids.append(g)
+        occ = floor_value(x.cpu().numpy()) if params.occlusion == "floor" else float(params.occlusion)
+        run = engine.attribute(x, grids, occlusion_value=occ, n_perturbations=params.n_perturbations,
+                               p_occlude=params.p_occlude, seed=params.seed, snapshots=snapshots,
+                               targets=list(token_ids), progress=progress, desc="SPES SM_X")
+        return self._result(run, levels, params, "input", snapshots, token_ids, prompt_ids, n_frames, occ)
+
+    def encoder(self, features: np.ndarray | torch.Tensor, n_frames: int, prompt_ids: Sequence[int],
+                token_ids: Sequence[int], params: SpesParams, snapshots: Sequence[int] = (),
+                progress: bool = True) -> SaliencyResult:
+        """SM_H; see :func:`spes_encoder`."""
+        x = self._features(features)
+        n_frames = int(n_frames)
+        if not 1 <= n_frames <= x.shape[1]:
+            raise ValueError(f"n_frames={n_frames} must lie in 1..{x.shape[1]} (speech frames of the input)")
+        engine = self._engine(self.encoder_forward(prompt_ids, token_ids), params)
+        hidden = self.encode(x)
+        n_pos = min(math.ceil(n_frames / 2), hidden.shape[0])
+        units = encoder_units(n_pos, params.run_length)
+        grid = np.full((hidden.shape[0], 1), -1, dtype=np.int64)
+        grid[:n_pos, 0] = units
+        run = engine.attribute(hidden, [grid], occlusion_value=0.0, n_perturbations=params.n_perturbations,
+                               p_occlude=params.p_occlude, seed=params.seed, snapshots=snapshots,
+                               targets=list(token_ids), progress=progress, desc="SPES SM_H")
+        return self._result(run, [units], params, "encoder", snapshots, token_ids, prompt_ids, n_frames, 0.0)
+
+    def _result(self, run: SpesRun, labels: list[np.ndarray], params: SpesParams, kind: str,
+                snapshots: Sequence[int], token_ids: Sequence[int], prompt_ids: Sequence[int],
+                n_frames: int, occ: float) -> SaliencyResult:
+        full, a, b, den = run.final.cell_maps(labels)
+        snaps = {}
+        for n in sorted({int(s) for s in snapshots}):
+            f_, a_, b_, _ = run.stats[n].cell_maps(labels)
+            snaps[n] = (f_, a_, b_)
+        info = {"batch_size": params.batch_size, "device": self.device,
+                "attn_implementation": self.attn_implementation, **{k: float(v) for k, v in run.timing.items()}}
+        return SaliencyResult(scores=full, half_a=a, half_b=b, counts=den.sum(0), half_counts=den,
+                              n_perturbations=params.n_perturbations,
+                              params=recorded_params(params, kind, self.dtype, snapshots), kind=kind, snapshots=snaps,
+                              token_ids=[int(t) for t in token_ids], prompt_ids=[int(t) for t in prompt_ids],
+                              n_frames=n_frames, occlusion_value=float(occ), n_segments=list(run.n_segments),
+                              info=info)
+
+
+def prepare(model: Any, dtype: str = "bfloat16", device: str = "cpu",
+            attn_implementation: str = "auto") -> WhisperSpes:
+    """``model`` as a :class:`WhisperSpes`: a raw ``WhisperForConditionalGeneration`` is
+    copied and prepared; a prepared one is returned as is if it runs in ``dtype``
+    (``ValueError`` otherwise; its device and attention are kept)."""
+    if isinstance(model, WhisperSpes):
+        if model.dtype != dtype:
+            raise ValueError(f"the prepared model runs in {model.dtype}, but dtype={dtype!r} was asked: "
+                             "prepare another WhisperSpes or pass the raw model")
+        return model
+    return WhisperSpes(model, dtype=dtype, device=device, attn_implementation=attn_implementation)
+
+
+def spes_input(model: Any, features: np.ndarray | torch.Tensor, n_frames: int, prompt_ids: Sequence[int],
+               token_ids: Sequence[int], params: SpesParams | None = None, dtype: str = "bfloat16",
+               device: str = "cpu", snapshots: Sequence[int] = (), progress: bool = True,
+               attn_implementation: str = "auto") -> SaliencyResult:
+    """SPES saliency of one utterance's input spectrogram (SM_X).
+
+    Parameters
+    ----------
+    model : ``WhisperForConditionalGeneration`` (copied, cast to ``dtype``, moved to
+        ``device``) or a prepared :class:`WhisperSpes`.
+    features : ``mel x frames`` = ``(80, 3000)`` log-mel features as Whisper's
+        feature extractor gives them.
+    n_frames : speech frames (the rest is padding and is never occluded).
+    prompt_ids : decoder prompt (context, not explained).
+    token_ids : the model's hypothesis, ending with ``<|endoftext|>`` (I tokens).
+    params : :class:`SpesParams` (default: the study's settings).
+    dtype, device : where and how the perturbation passes run.
+    snapshots : also return the maps after the first ``n`` perturbations.
+    progress : show a progress bar.
+
+    Returns
+    -------
+    :class:`SaliencyResult` with maps ``tokens x frames x mel`` (``I x n_frames x 80``).
+    """
+    params = params or SpesParams()
+    return prepare(model, dtype, device, attn_implementation).input(
+        features, n_frames, prompt_ids, token_ids, params, snapshots=snapshots, progress=progress)
+
+
+def spes_encoder(model: Any, features: np.ndarray | torch.Tensor, n_frames: int, prompt_ids: Sequence[int],
+                 token_ids: Sequence[int], params: SpesParams | None = None, dtype: str = "bfloat16",
+                 device: str = "cpu", snapshots: Sequence[int] = (), progress: bool = True,
+                 attn_implementation: str = "auto") -> SaliencyResult:
+    """SPES saliency of one utterance's encoder output (SM_H).
+
+    The encoder runs once; its speech positions (``ceil(n_frames / 2)`` of 1500)
+    are occluded (set to 0) singly or in runs of ``params.run_length``, and only
+    the decoder runs per perturbation. Arguments as in :func:`spes_input`.
+
+    Returns
+    -------
+    :class:`SaliencyResult` with maps ``tokens x enc_frames`` (``I x ceil(n_frames/2)``).
+    """
+    params = params or SpesParams()
+    return prepare(model, dtype, device, attn_implementation).encoder(
+        features, n_frames, prompt_ids, token_ids, params, snapshots=snapshots, progress=progress)

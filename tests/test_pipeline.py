@@ -1,0 +1,156 @@
+"""The pipeline end to end on a tiny random Whisper and synthetic rows: every registered
+kind is computed, stored once, compared, ranked for deletion and reported."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossattn_saliency import config, kinds, pipeline, report, transcribe
+from crossattn_saliency.explanations import Explanation, View
+
+KINDS = ("SM_X", "SM_H", "CA", "NormCA", "IxG_X", "IG_X", "IxG_H", "IG_H")
+
+
+def _rows(n: int = 2) -> list[dict]:
+    rng = np.random.default_rng(0)
+    return [{"id": f"spk/u{i}", "audio": (rng.standard_normal(int((0.6 + 0.2 * i) * 16000)) * 0.1).astype(np.float32),
+             "sampling_rate": 16000, "transcript": "a b c", "translation_en": "", "synthetic": True}
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tiny_model_dir, tmp_path_factory):
+    """One store for the module: later tests reuse what earlier ones computed (as notebooks do)."""
+    root = tmp_path_factory.mktemp("compendium")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(config.ENV_ROOT, str(root))
+        mp.setattr(pipeline, "dataset", lambda profile, name: _rows())
+        # a random model rambles up to the window's 448 tokens: keep its hypotheses short
+        real_decode = transcribe.decode
+        mp.setattr(transcribe, "decode",
+                   lambda *a, **k: real_decode(*a, **{**k, "max_new_tokens": min(k.get("max_new_tokens") or 6, 6)}))
+        cond = config.Condition(str(tiny_model_dir), "toy", "transcribe", "en")
+        cfg = config.get_profile("smoke", conditions=[cond], saliency_conditions=[cond.name], beam_size=1,
+                                 spes_perturbations=16, spes_h_perturbations=16, spes_batch_size=8,
+                                 saliency_utterances=2, deletion_utterances=1, deletion_step=50, deletion_beam=1,
+                                 gradient_steps=4, gradient_batch_size=4, n_bootstrap=20, explanations=list(KINDS),
+                                 on_mismatch="error")
+        yield cfg, cond
+
+
+def _nontrivial(items):
+    """Random tiny models can emit <|endoftext|> at once: keep that visible in failures."""
+    assert all(it.utt.hyp.token_ids for it in items)
+    return items
+
+
+def test_every_kind_is_computed_on_the_same_tokens_and_stored_once(tiny_profile, monkeypatch):
+    cfg, cond = tiny_profile
+    items = _nontrivial(pipeline.explain(cfg, cond, progress=False))
+    assert len(items) == 2 and set(items[0].explanations) == set(KINDS)
+    eot = pipeline.model_for(cfg, cond).special_ids["eot"]
+    for it in items:
+        n = len(it.utt.hyp.token_ids) - 1                     # end-of-text dropped once
+        for name, e in it.explanations.items():
+            assert e.n_tokens == n and eot not in e.token_ids, name
+            assert e.grid == kinds.get(name).grid
+        assert it["SM_X"].maps.shape[1:] == (it.utt.n_frames, 80)
+        assert it["CA"].maps.shape[2:] == (n, int(np.ceil(it.utt.n_frames / 2)))
+        assert it["IG_H"].maps.shape == (n, int(np.ceil(it.utt.n_frames / 2)))
+    root = config.cache_dir(cfg.name)
+    for section in ("hypotheses", "attention", "attention_norm", "saliency_x", "saliency_h", "gradients/IG_X"):
+        assert list((root / section).rglob("spk__u0*")), section
+    # a second run computes nothing
+    monkeypatch.setattr(kinds.ResultStore, "fetch", _fail_compute(kinds.ResultStore.fetch))
+    again = pipeline.explain(cfg, cond, progress=False)
+    np.testing.assert_array_equal(again[1]["SM_X"].maps, items[1]["SM_X"].maps)
+
+
+def _fail_compute(fetch):
+    def wrapped(self, section, key, params, compute, save, load, **kw):
+        return fetch(self, section, key, params, lambda: pytest.fail(f"recomputed {section}/{key}"), save, load, **kw)
+    return wrapped
+
+
+def test_changed_parameters_are_named(tiny_profile):
+    from crossattn_saliency.store import ParamsMismatch
+
+    cfg, cond = tiny_profile
+    pipeline.explain(cfg, cond, ["SM_H"], n=1, progress=False)
+    with pytest.raises(ParamsMismatch, match="n_perturbations: stored 16, wanted 24"):
+        pipeline.explain(cfg.with_overrides(spes_h_perturbations=24), cond, ["SM_H"], n=1, progress=False)
+    with pytest.warns(UserWarning, match="n_perturbations: stored 16, wanted 24.*recomputing"):
+        again = pipeline.explain(cfg.with_overrides(spes_h_perturbations=24, on_mismatch="recompute"), cond,
+                                 ["SM_H"], n=1, progress=False)
+    assert again[0]["SM_H"].provenance["n_perturbations"] == 24
+    with pytest.warns(UserWarning, match="recomputing"):  # leave the module's store as the other tests expect
+        pipeline.explain(cfg.with_overrides(on_mismatch="recompute"), cond, ["SM_H"], n=1, progress=False)
+
+
+def test_correlation_mixing_deletion_and_report_loop_over_the_registry(tiny_profile):
+    cfg, cond = tiny_profile
+    items = _nontrivial(pipeline.explain(cfg, cond, progress=False))
+    corr = pipeline.correlation(cfg, cond, items, reducer="max2d")
+    df = corr.to_frame()
+    assert set(df["target"]) == {"SM_X", "SM_H"}
+    assert set(df["kind"]) == set(KINDS) - {"SM_X", "SM_H"}
+    heads = df[(df["kind"] == "CA") & (df["view_kind"] == "head") & (df["target"] == "SM_X")]
+    assert sorted(zip(heads["layer"], heads["head"]))[:2] == [(1, 1), (1, 2)]     # typed, 1-based columns
+    assert corr.head_grid(cond.name, "NormCA", "SM_H").shape == (2, 2)
+    # (the random tiny model's SM_X is all zeros in bfloat16: its rho is NaN, not a number made up)
+    row = corr.get(cond.name, "CA", "SM_H", View("all"))
+    assert -1 <= row.rho <= 1 and row.utterances == 2 and 0 < row.reliability <= 1 or row.reliability <= 0
+    mix = pipeline.context_mixing(cfg, cond, items, kind="NormCA")
+    assert mix.kind == "NormCA" and mix.utterances == 2
+    assert np.isnan(mix.rho_SM_X) or mix.gain == pytest.approx(mix.rho_SM_H - mix.rho_SM_X)
+
+    dels = pipeline.deletion(cfg, cond, items, reference_reducers=("max2d", "mean2d"), progress=False)
+    labels = set(dels.to_frame()["explanation"])
+    assert {"CA", "NormCA", "SM_H", "IG_H", "SM_X pooled max2d", "SM_X pooled mean2d", "SM_X full",
+            "IG_X pooled max2d", "IG_X full", "random"} <= labels
+    for r in dels.records:
+        assert r.wer[0] == 0.0 and r.percents[0] == 0.0     # reference = the intact decode, same settings
+    table = report.kinds_table(corr, dels, pipeline.explanation_costs(cfg, {cond.name: items}))
+    assert set(table["kind"]) == set(KINDS) - {"SM_X", "SM_H"}
+    assert (table["seconds per utterance"] > 0).all()
+
+
+def test_a_kind_registered_on_the_fly_reaches_every_table(tiny_profile):
+    """Adding an explanation kind is one register() call: correlation, deletion and the
+    report's kinds table pick it up without any other change."""
+    cfg, cond = tiny_profile
+
+    def uniform(ctx, utt):
+        n_pos = int(np.ceil(utt.n_frames / 2))
+        m = np.random.default_rng(len(utt.utt_id)).random((len(utt.hyp.token_ids), n_pos))
+        return Explanation.from_hypothesis("Toy", utt.utt_id, utt.hyp.token_ids, ["t"] * len(utt.hyp.token_ids),
+                                           "encoder", m, utt.n_frames)
+
+    kinds.register(kinds.Kind("Toy", "a toy map", "encoder", uniform, lambda p: {}))
+    try:
+        cfg2 = cfg.with_overrides(explanations=("SM_X", "SM_H", "CA", "Toy"))
+        items = pipeline.explain(cfg2, cond, progress=False)
+        corr = pipeline.correlation(cfg2, cond, items)
+        assert "Toy" in set(corr.to_frame()["kind"])
+        dels = pipeline.deletion(cfg2, cond, items, progress=False)
+        assert "Toy" in set(dels.to_frame()["explanation"])
+        assert "Toy" in set(report.kinds_table(corr, dels)["kind"])
+        assert "Toy: a toy map" in report.report_markdown(cfg2, _claims_stub(), config.output_dir(cfg2.name, "tables"))
+    finally:
+        kinds.unregister("Toy")
+    with pytest.raises(ValueError, match="unknown explanation kind"):
+        kinds.selected(cfg.with_overrides(explanations=("Toy",)))
+
+
+def _claims_stub():
+    import pandas as pd
+
+    return pd.DataFrame([{"claim": "x", "study": "s", "ours (raw)": "o", "ours (disattenuated)": "", "verdict": "holds"}])
+
+
+def test_profile_dtype_and_device_reach_the_models(tiny_profile):
+    cfg, cond = tiny_profile
+    loaded = pipeline.model_for(cfg.with_overrides(model_dtype="bfloat16"), cond)
+    assert str(loaded.model.dtype) == "torch.bfloat16"
+    ctx = pipeline.context(cfg, cond)
+    assert kinds.whisper_spes(ctx).dtype == cfg.dtype and kinds.whisper_spes(ctx).device == cfg.device
