@@ -21,7 +21,7 @@ def test_profiles_and_overrides():
 def test_conditions_from_json_lists():
     p = config.get_profile("smoke", conditions=[["openai/whisper-small", "en-real", "transcribe", "en"]],
                            saliency_conditions=["openai/whisper-small__en-real__asr"], set_sizes={"en-real": 3})
-    assert p.conditions[0].name == "openai/whisper-small__en-real__asr"
+    assert p.conditions[0].name == "openai--whisper-small__en-real__asr"   # folder-safe
     assert [c.model for c in p.saliency_conditions_list()] == ["openai/whisper-small"]
     assert p.set_sizes["en-real"] == 3 and p.set_sizes["it-tts"] == 2
 
@@ -31,3 +31,20 @@ def test_cache_env_moves_assets(tmp_path, monkeypatch):
     assert config.models_dir() == tmp_path / "assets" / "models"
     assert config.output_dir("default") == config.results_dir()
     assert config.output_dir("smoke", "tables") == config.results_dir() / "profiles" / "smoke" / "tables"
+
+
+def test_auto_dtype_resolves_to_what_the_hardware_computes_natively(monkeypatch):
+    p = config.get_profile("smoke")
+    assert p.dtype == "auto" and p.spes_dtype in ("bfloat16", "float32")
+    monkeypatch.setattr(config, "native_bf16", lambda device="cpu": True)
+    assert p.spes_dtype == "bfloat16"
+    monkeypatch.setattr(config, "native_bf16", lambda device="cpu": False)
+    assert p.spes_dtype == "float32"
+    assert p.with_overrides(dtype="bfloat16").spes_dtype == "bfloat16"     # an explicit dtype is kept
+
+
+def test_condition_names_are_folder_safe():
+    assert config.Condition("whisper-base", "en-real", "translate", "it").name == "whisper-base__en-real__st"
+    assert config.Condition("openai/whisper-small", "x", "transcribe", "en").name == "openai--whisper-small__x__asr"
+    local = config.Condition("/models/my-ft", "x", "transcribe", "en").name
+    assert "/" not in local and local.startswith("my-ft-")

@@ -115,7 +115,7 @@ def test_whisper_shapes_and_input_x_gradient_by_hand(prepared, utt):
 
 
 def test_whisper_integrated_gradients_baselines_and_completeness(prepared, utt):
-    from crossattn_saliency.saliency import floor_value
+    from crossattn_saliency.spes import floor_value
 
     x = torch.as_tensor(utt["features"])
     n = utt["n_frames"]

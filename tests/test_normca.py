@@ -124,3 +124,20 @@ def test_cross_attention_object(tiny_loaded, utt):
     np.testing.assert_allclose(nw.renormalized().weights.sum(-1), 1.0, atol=1e-5)
     plain = attention.extract(tiny_loaded, feats, hyp)
     assert not np.allclose(nw.weights, plain.weights, atol=1e-6)   # random values: norms do matter
+
+
+@pytest.mark.integration
+def test_real_tiny_en_norm_weighted_attention():
+    from crossattn_saliency import models
+
+    loaded = models.load_model("whisper-tiny.en")
+    t = np.arange(int(2.0 * 16000)) / 16000
+    audio = (0.1 * np.sin(2 * np.pi * 220 * t) * (t > 1.0)).astype(np.float32)
+    feats, n = transcribe.features(loaded, audio)
+    ids = transcribe.decode(loaded, feats, beam_size=1, max_new_tokens=8)
+    hyp = transcribe.Hypothesis("tone", tuple(loaded.prompt_ids()), tuple(ids), "", n)
+    nw = normca.norm_weighted_attention(loaded, feats, hyp)
+    plain = attention.extract(loaded, feats, hyp)
+    assert nw.weights.shape == plain.weights.shape == (4, 6, len(ids), math.ceil(n / 2))
+    np.testing.assert_allclose(nw.weights.sum(-1) + nw.pad_mass, 1.0, atol=1e-4)
+    assert np.isfinite(nw.entropy).all() and not np.allclose(nw.weights, plain.weights, atol=1e-4)

@@ -57,7 +57,7 @@ def test_notebook_writes_what_it_promises(number, tmp_path):
         assert set(corr["kind"]) == want and set(corr["target"]) == {"SM_X", "SM_H"}
     if number == "07":
         dels = pd.read_csv(base / "tables/deletion.csv")
-        assert {"CA", "NormCA", "SM_H", "SM_X full", "SM_X pooled max2d", "IG_X pooled max2d", "random"} \
+        assert {"CA", "NormCA", "SM_H", "SM_X full", "SM_X pooled max2d", "IxG_H", "IG_H", "random"} \
             <= set(dels.columns)
     if number == "08":
         report = (base / "REPORT.md").read_text()

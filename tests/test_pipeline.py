@@ -153,4 +153,4 @@ def test_profile_dtype_and_device_reach_the_models(tiny_profile):
     loaded = pipeline.model_for(cfg.with_overrides(model_dtype="bfloat16"), cond)
     assert str(loaded.model.dtype) == "torch.bfloat16"
     ctx = pipeline.context(cfg, cond)
-    assert kinds.whisper_spes(ctx).dtype == cfg.dtype and kinds.whisper_spes(ctx).device == cfg.device
+    assert kinds.whisper_spes(ctx).dtype == cfg.spes_dtype and kinds.whisper_spes(ctx).device == cfg.device

@@ -1,4 +1,4 @@
-"""Tests of SPES (crossattn_saliency.spes, .whisper_spes, .saliency_result, .saliency) on
+"""Tests of SPES (crossattn_saliency.spes, .whisper_spes, .saliency_result) on
 synthetic forward functions and a tiny randomly initialised Whisper model."""
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from scipy.ndimage import gaussian_filter
 from scipy.stats import spearmanr
 
 from crossattn_saliency import spes as sal
-from crossattn_saliency.saliency import saliency_for_set
 from crossattn_saliency.saliency_result import SaliencyResult
 from crossattn_saliency.spes import MaskSampler, Spes, SpesParams, encoder_units, slic_levels
 from crossattn_saliency.transcribe import teacher_forcing_inputs
@@ -406,35 +405,6 @@ def test_save_load_round_trip(tiny_whisper, utt, tmp_path):
                                atol=1e-3 * np.abs(res.snapshots[8][0]).max())
 
 
-def test_saliency_for_set_resumes_and_refuses_other_params(tiny_whisper, utt, tmp_path, monkeypatch):
-    calls = []
-    orig = Spes._forward
-
-    def counting(self, batch):
-        calls.append(batch.shape[0])
-        return orig(self, batch)
-
-    monkeypatch.setattr(Spes, "_forward", counting)
-    items = [utt, {**utt, "utt_id": "u2", "token_ids": [10, 2]}]
-    p = SMALL.replace(n_perturbations=8)
-    paths = saliency_for_set(tiny_whisper, items, tmp_path, p, kind="encoder", dtype="float32", progress=False)
-    assert [x.name for x in paths] == ["u1.npz", "u2.npz"]
-    assert len(calls) == 2 * (1 + 1)
-    stamps = [x.stat().st_mtime_ns for x in paths]
-    calls.clear()
-    again = saliency_for_set(tiny_whisper, items, tmp_path, p.replace(batch_size=4), kind="encoder",
-                             dtype="float32", progress=False)
-    assert again == paths and calls == [] and [x.stat().st_mtime_ns for x in paths] == stamps
-    loaded = SaliencyResult.load(paths[1])
-    assert loaded.utt_id == "u2" and loaded.scores.shape == (2, 45)
-    with pytest.raises(ValueError, match="another out_dir or delete"):
-        saliency_for_set(tiny_whisper, items, tmp_path, p.replace(seed=1), kind="encoder", dtype="float32",
-                         progress=False)
-    with pytest.raises(ValueError, match="hypothesis tokens"):
-        saliency_for_set(tiny_whisper, [{**utt, "token_ids": [10, 2]}], tmp_path, p, kind="encoder",
-                         dtype="float32", progress=False)
-
-
 def _tiny_encoder_result(tiny_whisper, utt) -> SaliencyResult:
     """The run that wrote ``fixtures/saliency_result_v1.npz`` (before saliency.py was split)."""
     res = spes_encoder(tiny_whisper, utt["features"], utt["n_frames"], utt["prompt_ids"], utt["token_ids"],
@@ -465,30 +435,21 @@ def test_result_file_written_before_the_split_still_loads_and_matches(tiny_whisp
     assert {k: v.dtype for k, v in arrays_new.items()} == {k: v.dtype for k, v in arrays_old.items()}
     for k in ("counts", "half_counts"):
         np.testing.assert_array_equal(arrays_new[k], arrays_old[k])
-    # saliency_for_set accepts the old file as a cached result (same params and tokens: no recomputation)
-    cached = tmp_path / "set"
-    cached.mkdir()
-    (cached / "u1.npz").write_bytes((FIXTURES / "saliency_result_v1.npz").read_bytes())
-    before = (cached / "u1.npz").stat().st_mtime_ns
-    assert saliency_for_set(tiny_whisper, [utt], cached, SMALL, kind="encoder", dtype="float32",
-                            snapshots=(8,), progress=False) == [cached / "u1.npz"]
-    assert (cached / "u1.npz").stat().st_mtime_ns == before
+    # the result store accepts the old file as a valid record (same params and tokens: no recomputation)
+    from crossattn_saliency.store import ResultStore
 
-
-def test_saliency_module_re_exports_the_moved_names():
-    from crossattn_saliency import saliency, spes, whisper_spes
-
-    for name in ("SpesParams", "Spes", "SpesRun", "SegmentStats", "MaskSampler", "slic_levels", "encoder_units",
-                 "level_segment_counts", "floor_value", "kl_scores", "prob_drop_scores"):
-        assert getattr(saliency, name) is getattr(spes, name), name
-    for name in ("WhisperSpes", "spes_input", "spes_encoder"):
-        assert getattr(saliency, name) is getattr(whisper_spes, name), name
-    assert saliency.SaliencyResult is SaliencyResult
+    store = ResultStore(tmp_path / "store", on_mismatch="error")
+    path = store.path("saliency_h", "cond/u1")
+    path.parent.mkdir(parents=True)
+    path.write_bytes((FIXTURES / "saliency_result_v1.npz").read_bytes())
+    got = store.fetch("saliency_h", "cond/u1", old.params, lambda: pytest.fail("recomputed"),
+                      lambda obj, p: obj.save(p), SaliencyResult.load, identity={"token_ids": old.token_ids})
+    np.testing.assert_array_equal(got.counts, old.counts)
 
 
 def test_engine_does_not_import_the_whisper_layers():
     code = ("import sys; import crossattn_saliency.spes; "
-            "bad = [m for m in ('crossattn_saliency.whisper_spes', 'crossattn_saliency.saliency', "
+            "bad = [m for m in ('crossattn_saliency.whisper_spes', "
             "'crossattn_saliency.saliency_result', 'transformers') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

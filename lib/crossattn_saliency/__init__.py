@@ -3,14 +3,10 @@
 A research compendium reproducing Papi et al. (2025), *Cross-Attention is Half
 Explanation in Speech-to-Text Models*, on real Whisper models and real speech.
 
-Modules, one concept each: ``config`` (paths, profiles), ``cache`` (atomic,
-parameter-keyed results), ``models`` (embedded Whisper models, conversion,
-loading), ``data`` (test sets), ``transcribe`` (features, hypotheses),
-``metrics`` (WER/BLEU/chrF), ``attention`` (cross-attention), ``saliency``
-(SPES on input and encoder output), ``compare`` (reducers, normalization,
-correlation), ``reliability`` (split-half reliability, noise ceilings),
-``deletion`` (faithfulness), ``plots`` (figures), ``pipeline`` (per-condition
-steps the notebooks call).
+The package's modules, one concept each and in layering order, are listed in the
+README's "Layout" section (checked by ``tests/test_layering.py``). Start from
+``pipeline`` (the study's steps), ``kinds`` (the registry of explanation kinds) and
+``explanations`` (the explanation model).
 """
 from .config import get_profile
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -188,24 +188,6 @@ def extract(loaded: LoadedModel, feats: np.ndarray, hyp: Hypothesis) -> CrossAtt
         alignment_heads=[tuple(h) for h in loaded.info.alignment_heads],
         params={"renormalized": False, "dtype": str(loaded.model.dtype).replace("torch.", "")},
     )
-
-
-def attention_for_set(loaded: LoadedModel, items: Iterable[tuple[np.ndarray, Hypothesis]],
-                      out_dir: str | Path, progress: bool = True) -> list[Path]:
-    """Extract and cache cross-attention per utterance (``<out_dir>/<utt_id>.npz``).
-
-    ``items`` yields ``(features, hypothesis)``; utterances already cached are skipped.
-    """
-    from tqdm.auto import tqdm
-
-    out_dir = Path(out_dir)
-    paths = []
-    for feats, hyp in tqdm(list(items), desc=f"cross-attention {loaded.name}", disable=not progress, unit="utt"):
-        path = out_dir / f"{hyp.utt_id}.npz"
-        if not path.is_file():
-            extract(loaded, feats, hyp).save(path)
-        paths.append(path)
-    return paths
 
 
 def attention_summary(cas: Sequence[CrossAttention], first_positions: int = 5) -> "Any":

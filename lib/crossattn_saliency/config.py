@@ -81,6 +81,20 @@ def cache_dir(profile: str) -> Path:
     return results_dir() / "cache" / profile
 
 
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA device that supports it, or a
+    CPU with AMX-BF16 or AVX512-BF16 (read from ``/proc/cpuinfo`` on Linux)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 @dataclass(frozen=True)
 class Condition:
     """One model x test set x task combination that the study evaluates.
@@ -111,6 +125,12 @@ class Condition:
         kind = "asr" if self.task == "transcribe" else "st"
         return f"{self.model_label}__{self.dataset}__{kind}"
 
+    def matches(self, name: str) -> bool:
+        """True for :attr:`name` and for the same name spelled with the model as given
+        (``openai/whisper-small__en-real__asr``)."""
+        kind = "asr" if self.task == "transcribe" else "st"
+        return name in (self.name, f"{self.model}__{self.dataset}__{kind}")
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -123,9 +143,11 @@ class Profile:
     seed: int = 0
     #: decoding of hypotheses (the study: beam 5)
     beam_size: int = 5
-    #: dtype of the perturbation passes of SPES ("bfloat16" or "float32"; bf16 maps agree
-    #: with float32 at Pearson >= 0.99 per token, results/bench/)
-    dtype: str = "bfloat16"
+    #: dtype of the perturbation passes of SPES: "bfloat16", "float32", or "auto" = bfloat16
+    #: where the hardware computes it natively (CUDA, or a CPU with AMX / AVX-512 BF16), float32
+    #: elsewhere (emulated bf16 was 4-17x slower than float32 on an AVX2-only CPU). bf16 maps
+    #: agree with float32 at Pearson >= 0.99 per token (results/bench/).
+    dtype: str = "auto"
     #: device of every model use (decoding, attention, saliency, gradients, deletion)
     device: str = "cpu"
     #: dtype of the reference computations: decoding, cross-attention, deletion decoding
@@ -136,6 +158,9 @@ class Profile:
     gradient_dtype: str = "float32"
     gradient_steps: int = 16
     gradient_batch_size: int = 8
+    #: "batched" (one forward per group of integration points shared by all tokens, per-token
+    #: gradients from one batched backward) or "captum"; same maps (tests/test_gradients.py)
+    gradient_engine: str = "batched"
     #: comparison: reducer of input-grid maps to the 20 ms encoder grid, and per-map normalization
     reducer: str = "max2d"
     normalization: str = "token_z"
@@ -161,6 +186,13 @@ class Profile:
     n_bootstrap: int = 1000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def spes_dtype(self) -> str:
+        """:attr:`dtype` resolved on this machine (``"auto"`` -> ``"bfloat16"`` or ``"float32"``)."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if native_bf16(self.device) else "float32"
+
     def with_overrides(self, **overrides: Any) -> "Profile":
         """A copy with some fields replaced; unknown names raise ``ValueError``."""
         known = {f.name for f in dataclasses.fields(self)}
@@ -172,7 +204,7 @@ class Profile:
     def saliency_conditions_list(self) -> list[Condition]:
         """The conditions that get saliency maps in this profile."""
         names = self.saliency_conditions
-        return [c for c in self.conditions if names is None or c.name in names]
+        return [c for c in self.conditions if names is None or any(c.matches(n) for n in names)]
 
     def conditions_for(self, model: str | None = None, dataset: str | None = None) -> list[Condition]:
         return [c for c in self.conditions
@@ -192,6 +224,11 @@ _CONDITIONS = (
     Condition("whisper-base", "cs-real", "translate", "cs"),
 )
 
+#: the explanation kinds a CPU profile computes: all registered kinds except integrated gradients
+#: on the input grid (about an hour per whisper-base utterance on a 2-core CPU; the paper profile,
+#: for a GPU, computes every kind)
+CPU_KINDS = ("SM_X", "SM_H", "CA", "NormCA", "IxG_X", "IxG_H", "IG_H")
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -209,8 +246,11 @@ PROFILES: dict[str, Profile] = {
         convergence_utterances=1,
         convergence_budget=64,
         n_bootstrap=100,
-        gradient_steps=4,
+        gradient_steps=2,
         gradient_batch_size=4,
+        # seconds per notebook: gradients on the encoder grid only (input-grid kinds are
+        # exercised on a tiny model in tests/test_pipeline.py)
+        explanations=("SM_X", "SM_H", "CA", "NormCA", "IxG_H", "IG_H"),
     ),
     "default": Profile(
         name="default",
@@ -229,6 +269,8 @@ PROFILES: dict[str, Profile] = {
         convergence_utterances=1,
         convergence_budget=1600,
         n_bootstrap=1000,
+        explanations=CPU_KINDS,
+        gradient_steps=8,
     ),
     "paper": Profile(
         name="paper",

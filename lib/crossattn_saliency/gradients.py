@@ -3,7 +3,7 @@
 The explained quantity of token i is its log-probability ``log P(y_i | y_<i, X)``
 under teacher forcing on the model's own hypothesis (decoder input from
 :func:`~crossattn_saliency.transcribe.teacher_forcing_inputs`). Two grids, as for
-SPES (:mod:`crossattn_saliency.saliency`):
+SPES (:mod:`crossattn_saliency.spes`):
 
 * the input log-mel spectrogram (:func:`input_gradients`, ``tokens x frames x
   mel`` on the speech frames, the grid of SM_X);
@@ -227,9 +227,9 @@ def input_gradients(model: Any, features: np.ndarray | torch.Tensor, n_frames: i
     Returns
     -------
     ``I x n_frames x mel`` float32, signed, nats per cell. The integrated-gradients
-    baseline is :func:`~crossattn_saliency.saliency.floor_value` on the speech frames.
+    baseline is :func:`~crossattn_saliency.spes.floor_value` on the speech frames.
     """
-    from .saliency import floor_value
+    from .spes import floor_value
 
     _check_method(method, engine)
     teacher_forcing_inputs(prompt_ids, token_ids)  # clear errors before the model is copied

@@ -154,8 +154,8 @@ def _normca_extract(loaded: Any, feats: np.ndarray, hyp: Any) -> Any:
 
 
 def spes_params(profile: "Profile", grid: str, n_perturbations: int | None = None) -> Any:
-    """The profile's :class:`~.saliency.SpesParams` for SM_X (``grid="input"``) or SM_H."""
-    from .saliency import SpesParams
+    """The profile's :class:`~.spes.SpesParams` for SM_X (``grid="input"``) or SM_H."""
+    from .spes import SpesParams
 
     n = n_perturbations or (profile.spes_perturbations if grid == "input" else profile.spes_h_perturbations)
     return SpesParams(n_perturbations=n, batch_size=profile.spes_batch_size, seed=profile.seed)
@@ -164,23 +164,23 @@ def spes_params(profile: "Profile", grid: str, n_perturbations: int | None = Non
 def spes_record_params(profile: "Profile", grid: str, n_perturbations: int | None = None,
                        snapshots: tuple[int, ...] = ()) -> dict[str, Any]:
     """The store parameters of a SPES record (the run's settings, its grid, dtype and snapshots)."""
-    return {**spes_params(profile, grid, n_perturbations).to_dict(), "kind": grid, "dtype": profile.dtype,
+    return {**spes_params(profile, grid, n_perturbations).to_dict(), "kind": grid, "dtype": profile.spes_dtype,
             "snapshots": sorted(int(s) for s in snapshots)}
 
 
 def whisper_spes(ctx: Context) -> Any:
-    """The context's model prepared for perturbation passes (a copy in ``profile.dtype``)."""
-    from .saliency import WhisperSpes
+    """The context's model prepared for perturbation passes (a copy in ``profile.spes_dtype``)."""
+    from .whisper_spes import WhisperSpes
 
     if "spes" not in ctx.prepared:
-        ctx.prepared["spes"] = WhisperSpes(ctx.model.model, dtype=ctx.profile.dtype, device=ctx.profile.device)
+        ctx.prepared["spes"] = WhisperSpes(ctx.model.model, dtype=ctx.profile.spes_dtype, device=ctx.profile.device)
     return ctx.prepared["spes"]
 
 
 def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int | None = None,
                 snapshots: tuple[int, ...] = (), section: str | None = None, progress: bool = False) -> Any:
-    """The :class:`~.saliency.SaliencyResult` of one utterance (SM_X for ``grid="input"``, else SM_H)."""
-    from .saliency import SaliencyResult
+    """The :class:`~.saliency_result.SaliencyResult` of one utterance (SM_X for ``grid="input"``, else SM_H)."""
+    from .saliency_result import SaliencyResult
 
     section = section or ("saliency_x" if grid == "input" else "saliency_h")
     params = spes_params(ctx.profile, grid, n_perturbations)
@@ -237,7 +237,7 @@ def _gradient_kind(name: str, method: str, grid: str) -> Callable[[Context, "Utt
             a = fn(ctx.model.model, utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids,
                    method=method, n_steps=ctx.profile.gradient_steps,
                    internal_batch_size=ctx.profile.gradient_batch_size, dtype=ctx.profile.gradient_dtype,
-                   device=ctx.profile.device)
+                   device=ctx.profile.device, engine=ctx.profile.gradient_engine)
             meta = {"token_ids": [int(t) for t in utt.hyp.token_ids], "n_frames": int(utt.n_frames),
                     "info": {"seconds": time.perf_counter() - t0, "device": ctx.profile.device}}
             return {"maps": np.abs(np.asarray(a, dtype=np.float32))}, meta

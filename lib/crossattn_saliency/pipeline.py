@@ -128,7 +128,7 @@ def utterances(profile: Profile, cond: Condition, n: int | None = None) -> Itera
 def condition(profile: Profile, name: str) -> Condition:
     """A condition of the profile by name (``whisper-base__it-tts__st``)."""
     for c in profile.conditions:
-        if c.name == name:
+        if c.matches(name):
             return c
     raise ValueError(f"no condition {name!r} in profile {profile.name}; have {[c.name for c in profile.conditions]}")
 
@@ -328,7 +328,7 @@ def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer:
     from tqdm.auto import tqdm
 
     from . import deletion as dl
-    from .saliency import floor_value
+    from .spes import floor_value
     from .transcribe import decode
 
     loaded = model_for(profile, cond)

@@ -273,7 +273,7 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
         "real pretrained weights (not the study's in-house Conformer/FAMA models).",
         f"- Hypotheses: beam {p.beam_size}, {p.model_dtype}. Saliency: SPES, {p.spes_perturbations:,} perturbations "
         f"on the input (the study: 20,000), {p.spes_h_perturbations:,} on the encoder output, {n_utt} utterance(s) "
-        f"for each of: {sal}; perturbation passes in {p.dtype}, seed {p.seed}.",
+        f"for each of: {sal}; perturbation passes in {p.spes_dtype}, seed {p.seed}.",
         f"- Explanation kinds: {kinds_text}.",
         f"- Comparison: {NORMALIZATION_TEXT.get(p.normalization, p.normalization)} maps, input-grid maps reduced "
         f"to the 20 ms encoder grid by {REDUCER_TEXT.get(p.reducer, p.reducer)}, Pearson per utterance (mean over "

@@ -1,7 +1,7 @@
 """The result type of SPES: one utterance's maps, their split halves, counts and provenance.
 
 :class:`SaliencyResult` is what :mod:`crossattn_saliency.whisper_spes` returns and
-what :func:`crossattn_saliency.saliency.saliency_for_set` caches, one ``.npz`` per
+what the pipeline stores (:mod:`crossattn_saliency.store`), one ``.npz`` per
 utterance in the format ``"crossattn_saliency.SaliencyResult/1"`` (maps as
 per-token scaled float16, counts exactly, metadata as JSON; see
 :meth:`SaliencyResult.save`). It sits below both so that the Whisper adapter and

@@ -21,8 +21,8 @@ positions (:func:`encoder_units`), plus the silence value of Whisper-style
 log-mel features (:func:`floor_value`).
 
 The Whisper adapter lives in :mod:`crossattn_saliency.whisper_spes`, the result
-type in :mod:`crossattn_saliency.saliency_result` and the per-set driver in
-:mod:`crossattn_saliency.saliency`.
+type in :mod:`crossattn_saliency.saliency_result`; the pipeline stores results
+through :mod:`crossattn_saliency.store`.
 
 Masks and reproducibility
 -------------------------
