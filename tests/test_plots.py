@@ -80,3 +80,10 @@ def test_reliability_curve_skips_extrapolation_for_nonpositive_reliability():
     dashed = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
     assert len(dashed) == 1 and dashed[0].get_ydata().max() <= 1.0
     assert ax.get_ylim()[0] >= -0.2
+
+
+def test_scale_rows_maps_every_token_to_its_own_range():
+    from crossattn_saliency.plots import scale_rows
+
+    m = np.array([[1.0, 3.0, 2.0], [100.0, 300.0, 200.0], [5.0, 5.0, 5.0]])
+    np.testing.assert_allclose(scale_rows(m), [[0, 1, 0.5], [0, 1, 0.5], [0, 0, 0]])

@@ -283,14 +283,25 @@ def plot_token_map(scores: np.ndarray, tokens: Sequence[str], seconds_per_positi
     return fig
 
 
+def scale_rows(m: np.ndarray) -> np.ndarray:
+    """Each row (token) of a ``tokens x positions`` map scaled to [0, 1] (min to max), so
+    that tokens with small scores stay visible next to tokens with large ones."""
+    m = np.asarray(m, dtype=np.float64)
+    lo, hi = m.min(axis=-1, keepdims=True), m.max(axis=-1, keepdims=True)
+    return np.divide(m - lo, hi - lo, out=np.zeros_like(m), where=hi > lo)
+
+
 def plot_spectrogram_and_maps(features: np.ndarray, n_frames: int, maps: Mapping[str, np.ndarray],
                               tokens: Sequence[str], seconds_per_position: Mapping[str, float] | float,
-                              title: str | None = None) -> Figure:
+                              title: str | None = None, per_token: bool = False) -> Figure:
     """The spectrogram above one or more ``tokens x positions`` maps sharing the time axis.
 
     ``maps`` is an ordered dict name -> map (e.g. cross-attention, SM_X reduced,
-    SM_H); ``seconds_per_position`` gives each map's column width in seconds.
+    SM_H); ``seconds_per_position`` gives each map's column width in seconds;
+    ``per_token`` scales every row to its own range (:func:`scale_rows`).
     """
+    if per_token:
+        maps = {name: scale_rows(m) for name, m in maps.items()}
     n_tok = len(tokens)
     heights = [1.2] + [max(1.5, 0.18 * n_tok)] * len(maps)
     fig, axes = plt.subplots(len(maps) + 1, 1, figsize=(9, sum(heights) + 0.6), sharex=True,
