@@ -71,7 +71,8 @@ def _tidy(path: Path) -> None:
     for key in _TIMING_KEYS:
         meta.pop(key, None)
     nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:02d}"  # papermill gives its injected parameters cell a random id
         cell.metadata.pop("execution", None)
         for key in _TIMING_KEYS:
             cell.metadata.get("papermill", {}).pop(key, None)
