@@ -171,22 +171,27 @@ def extract(loaded: LoadedModel, feats: np.ndarray, hyp: Hypothesis) -> CrossAtt
     not explained; the final <|endoftext|> is kept (drop it with
     :meth:`CrossAttention.drop_last_token`).
     """
+    _, cross = forced_decoding(loaded, feats, hyp)
+    return from_rows(loaded, hyp, cross, {"renormalized": False,
+                                          "dtype": str(loaded.model.dtype).replace("torch.", "")})
+
+
+def from_rows(loaded: LoadedModel, hyp: Hypothesis, rows: np.ndarray, params: dict[str, Any]) -> CrossAttention:
+    """A :class:`CrossAttention` from full rows ``layers x heads x tokens x 1500`` (each summing
+    to 1): the speech positions kept, the padding mass and the entropy of each full row recorded."""
     from .transcribe import token_strings
 
-    _, cross = forced_decoding(loaded, feats, hyp)
-    sub = loaded.info.subsampling
-    t_speech = int(math.ceil(hyp.n_frames / sub))
-    p = np.clip(cross.astype(np.float64), 1e-30, None)
-    entropy = -(cross * np.log(p)).sum(-1)
+    t_speech = int(math.ceil(hyp.n_frames / loaded.info.subsampling))
+    entropy = -(rows * np.log(np.clip(rows.astype(np.float64), 1e-30, None))).sum(-1)
     return CrossAttention(
         utt_id=hyp.utt_id, model=loaded.name, token_ids=list(hyp.token_ids),
         tokens=token_strings(loaded, hyp.token_ids),
-        weights=cross[..., :t_speech].astype(np.float32),
-        pad_mass=cross[..., t_speech:].sum(-1).astype(np.float32),
+        weights=rows[..., :t_speech].astype(np.float32),
+        pad_mass=rows[..., t_speech:].sum(-1).astype(np.float32),
         entropy=entropy.astype(np.float32), n_frames=hyp.n_frames,
         seconds_per_position=loaded.info.seconds_per_encoder_position,
         alignment_heads=[tuple(h) for h in loaded.info.alignment_heads],
-        params={"renormalized": False, "dtype": str(loaded.model.dtype).replace("torch.", "")},
+        params=dict(params),
     )
 
 

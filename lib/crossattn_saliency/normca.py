@@ -16,12 +16,11 @@ rows of one utterance (:func:`norm_weighted_rows`) and the
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from .attention import CrossAttention
+from .attention import CrossAttention, from_rows
 from .models import LoadedModel
 from .transcribe import Hypothesis, teacher_forcing_inputs
 
@@ -135,21 +134,8 @@ def norm_weighted_attention(loaded: LoadedModel, feats: np.ndarray, hyp: Hypothe
     The unnormalised rows are :func:`norm_weighted_rows`. The prompt is context;
     the final <|endoftext|> is kept.
     """
-    from .transcribe import token_strings
-
     _, raw = norm_weighted_rows(loaded, feats, hyp)
     total = raw.astype(np.float64).sum(-1, keepdims=True)
     rows = raw / np.clip(total, 1e-30, None)
-    t_speech = int(math.ceil(hyp.n_frames / loaded.info.subsampling))
-    entropy = -(rows * np.log(np.clip(rows, 1e-30, None))).sum(-1)
-    return CrossAttention(
-        utt_id=hyp.utt_id, model=loaded.name, token_ids=list(hyp.token_ids),
-        tokens=token_strings(loaded, hyp.token_ids),
-        weights=rows[..., :t_speech].astype(np.float32),
-        pad_mass=rows[..., t_speech:].sum(-1).astype(np.float32),
-        entropy=entropy.astype(np.float32), n_frames=hyp.n_frames,
-        seconds_per_position=loaded.info.seconds_per_encoder_position,
-        alignment_heads=[tuple(h) for h in loaded.info.alignment_heads],
-        params={"kind": "norm_weighted", "renormalized": False, "normalized_rows": True,
-                "dtype": str(loaded.model.dtype).replace("torch.", "")},
-    )
+    return from_rows(loaded, hyp, rows, {"kind": "norm_weighted", "renormalized": False, "normalized_rows": True,
+                                         "dtype": str(loaded.model.dtype).replace("torch.", "")})
