@@ -120,6 +120,14 @@ class WhisperSpes:
                              f"gives (padded to 30 s), got {tuple(x.shape)}")
         return x.to(self.device)
 
+    def _speech(self, features: np.ndarray | torch.Tensor, n_frames: int) -> tuple[torch.Tensor, int]:
+        """Checked features (``mel x frames`` on the device) and the count of speech frames."""
+        x = self._features(features)
+        n_frames = int(n_frames)
+        if not 1 <= n_frames <= x.shape[1]:
+            raise ValueError(f"n_frames={n_frames} must lie in 1..{x.shape[1]} (speech frames of the input)")
+        return x, n_frames
+
     # -- SPES -----------------------------------------------------------------------------
 
     @staticmethod
@@ -132,10 +140,7 @@ class WhisperSpes:
               token_ids: Sequence[int], params: SpesParams, snapshots: Sequence[int] = (),
               progress: bool = True) -> SaliencyResult:
         """SM_X; see :func:`spes_input`."""
-        x = self._features(features)
-        n_frames = int(n_frames)
-        if not 1 <= n_frames <= x.shape[1]:
-            raise ValueError(f"n_frames={n_frames} must lie in 1..{x.shape[1]} (speech frames of the input)")
+        x, n_frames = self._speech(features, n_frames)
         engine = self._engine(self.input_forward(prompt_ids, token_ids), params)
         spec = x[:, :n_frames].T.cpu().numpy()  # frames x mel
         levels = slic_levels(spec, params)
@@ -154,10 +159,7 @@ class WhisperSpes:
                 token_ids: Sequence[int], params: SpesParams, snapshots: Sequence[int] = (),
                 progress: bool = True) -> SaliencyResult:
         """SM_H; see :func:`spes_encoder`."""
-        x = self._features(features)
-        n_frames = int(n_frames)
-        if not 1 <= n_frames <= x.shape[1]:
-            raise ValueError(f"n_frames={n_frames} must lie in 1..{x.shape[1]} (speech frames of the input)")
+        x, n_frames = self._speech(features, n_frames)
         engine = self._engine(self.encoder_forward(prompt_ids, token_ids), params)
         hidden = self.encode(x)
         n_pos = min(math.ceil(n_frames / 2), hidden.shape[0])
