@@ -204,3 +204,247 @@ def test_default_wer_is_metrics_wer_without_normalization_as_a_fraction():
     for ref, hyp in [("Mr. Smith is here.", "mister smith is here"), ("w1 w2 w3", "w1 x w3 w4")]:
         assert deletion.default_wer(ref, hyp) == pytest.approx(metrics.wer([ref], [hyp], normalize=False) / 100)
     assert deletion.default_wer("Mr. Smith is here.", "mister smith is here") == pytest.approx(0.75)  # as given
+
+
+# --------------------------------------------------------------------------- matched random floors
+
+
+def test_random_encoder_columns_are_constant_within_each_column():
+    for n_frames in (30, 31):  # the last column of an odd length has one frame
+        a = deletion.random_encoder_columns(n_frames, N_MEL, seed=3)
+        assert a.shape == (n_frames, N_MEL) and a.dtype == np.float64
+        assert np.all((a >= 0) & (a < 1))
+        assert np.all(a == a[:, :1])  # constant over mel
+        cols = a[:, 0]
+        t_enc = compare.encoder_length(n_frames)
+        per_pos = cols[::2]
+        assert per_pos.size == t_enc and np.unique(per_pos).size == t_enc  # one value per encoder position
+        assert np.array_equal(np.repeat(per_pos, 2)[:n_frames], cols)  # frames 2p and 2p+1 share position p
+        assert np.array_equal(a, deletion.random_encoder_columns(n_frames, N_MEL, seed=3))
+        assert not np.array_equal(a, deletion.random_encoder_columns(n_frames, N_MEL, seed=4))
+    # the draw is the documented one: default_rng(seed).random(T') spread with expand_to_input_grid
+    expected = compare.expand_to_input_grid(np.random.default_rng(9).random(15), 30, N_MEL)
+    assert np.array_equal(deletion.random_encoder_columns(30, N_MEL, 9), expected)
+    b = deletion.random_encoder_columns(12, 4, seed=0, factor=3)
+    assert b.shape == (12, 4) and np.unique(b).size == 4
+    with pytest.raises(ValueError, match="n_frames"):
+        deletion.random_encoder_columns(0, N_MEL, 0)
+
+
+def _two_levels():
+    """Two label levels on a 12 x 6 grid with -1 cells (partly at one level, fully at both)."""
+    t, f = np.meshgrid(np.arange(12), np.arange(6), indexing="ij")
+    coarse = (t // 6) * 2 + (f // 3)  # 4 segments of 6 x 3
+    fine = (t // 4) * 3 + (f // 2)  # 9 segments of 4 x 2
+    coarse[0, :] = -1  # frame 0: -1 at the coarse level only
+    fine[11, :] = -1
+    coarse[11, :] = -1  # frame 11: -1 at both levels
+    return [coarse.astype(np.int64), fine.astype(np.int64)]
+
+
+def test_random_segments_follow_the_segment_structure_and_rank_never_occluded_cells_last():
+    labels = _two_levels()
+    a = deletion.random_segments(labels, seed=5)
+    assert a.shape == (12, 6) and a.dtype == np.float64
+    assert np.array_equal(a, deletion.random_segments(labels, seed=5))
+    assert not np.array_equal(a, deletion.random_segments(labels, seed=6))
+    # constant on every set of cells that share the same segment at every level, distinct across sets
+    keys = np.stack(labels, axis=-1).reshape(-1, 2)
+    flat = a.ravel()
+    groups = {}
+    for key, v in zip(map(tuple, keys), flat):
+        groups.setdefault(key, set()).add(v)
+    assert all(len(vals) == 1 for vals in groups.values())
+    assert len({next(iter(v)) for v in groups.values()}) == len(groups)
+    # the documented draw: one stream, level by level, mean over the levels where the label is not -1
+    rng = np.random.default_rng(5)
+    v0, v1 = rng.random(labels[0].max() + 1), rng.random(labels[1].max() + 1)
+    i, j = 5, 4  # both levels
+    assert a[i, j] == pytest.approx((v0[labels[0][i, j]] + v1[labels[1][i, j]]) / 2)
+    assert a[0, 2] == pytest.approx(v1[labels[1][0, 2]])  # -1 at the coarse level: only the fine one counts
+    # -1 at every level: value -1.0 and deleted after every other cell
+    assert np.all(a[11] == -1.0) and np.all(a[:11] >= 0)
+    order = deletion.deletion_order(a, seed=0)
+    assert set(order[-6:].tolist()) == set(np.ravel_multi_index((np.full(6, 11), np.arange(6)), a.shape).tolist())
+    # a single level: exactly its segments' values
+    one = deletion.random_segments(labels[1:], seed=2)
+    assert np.unique(one[:11]).size == len(np.unique(labels[1][:11]))
+
+
+def test_random_segments_reject_bad_labels():
+    labels = _two_levels()
+    with pytest.raises(ValueError, match="empty"):
+        deletion.random_segments([], 0)
+    with pytest.raises(ValueError, match="one shape"):
+        deletion.random_segments([labels[0], labels[1][:5]], 0)
+    with pytest.raises(ValueError, match="integers"):
+        deletion.random_segments([labels[0].astype(float)], 0)
+    with pytest.raises(ValueError, match=">= -1"):
+        deletion.random_segments([labels[0] - 5], 0)
+
+
+def test_matched_random_ranking_picks_the_floor_of_each_variant():
+    labels = _two_levels()
+    cols = deletion.random_encoder_columns(12, 6, 7)
+    assert np.array_equal(deletion.matched_random_ranking("expanded", 12, 6, 7), cols)
+    assert np.array_equal(deletion.matched_random_ranking("pooled max2d", 12, 6, 7), cols)
+    assert np.array_equal(deletion.matched_random_ranking("pooled mean2d", 12, 6, 7), cols)
+    assert np.array_equal(deletion.matched_random_ranking("full", 12, 6, 7, labels=labels),
+                          deletion.random_segments(labels, 7))
+    assert np.array_equal(deletion.matched_random_ranking("cells", 12, 6, 7), deletion.random_ranking((12, 6), 7))
+    with pytest.raises(ValueError, match=r"labels=spes\.slic_levels"):
+        deletion.matched_random_ranking("full", 12, 6, 7)
+    with pytest.raises(ValueError, match="frames x mel"):
+        deletion.matched_random_ranking("full", 13, 6, 7, labels=labels)
+    with pytest.raises(ValueError, match="unknown ranking variant 'random'.*cells.*expanded.*full"):
+        deletion.matched_random_ranking("random", 12, 6, 7)
+
+
+def test_baseline_seeds_are_distinct_reproducible_and_keyed():
+    s = deletion.baseline_seeds(0, "utt-1", "expanded", 10)
+    assert len(s) == len(set(s)) == 10 and all(isinstance(x, int) and x >= 0 for x in s)
+    assert s == deletion.baseline_seeds(0, "utt-1", "expanded", 10)
+    assert deletion.baseline_seeds(0, "utt-1", "expanded", 3) == s[:3]  # more draws extend, never reshuffle
+    others = [deletion.baseline_seeds(1, "utt-1", "expanded", 10), deletion.baseline_seeds(0, "utt-2", "expanded", 10),
+              deletion.baseline_seeds(0, "utt-1", "full", 10)]
+    for o in others:
+        assert not set(o) & set(s)
+    # stable across processes (Python's hash() is salted per process; these must not be)
+    import subprocess
+    import sys
+
+    code = ("from crossattn_saliency import deletion; "
+            "print(deletion.baseline_seeds(0, 'utt-1', 'expanded', 10))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONHASHSEED": "123", "OMP_NUM_THREADS": "1",
+                              "PYTHONPATH": ":".join(p for p in sys.path if p)})
+    assert out.stdout.strip() == str(s)
+    with pytest.raises(ValueError, match="n_draws"):
+        deletion.baseline_seeds(0, "u", "expanded", 0)
+
+
+def test_baseline_gap_arithmetic_and_shape_errors():
+    g = deletion.baseline_gap([50.0, 20.0, 30.0], [[30.0, 40.0, 50.0], [20.0, 20.0, 20.0], [40.0, 30.0, 35.0]])
+    assert np.allclose(g.random_mean, [40.0, 20.0, 35.0])
+    assert np.allclose(g.random_sd, [10.0, 0.0, 5.0])  # sample sd (ddof=1)
+    assert np.allclose(g.gap, [10.0, 0.0, -5.0]) and np.allclose(g.auc, [50.0, 20.0, 30.0])
+    assert g.mean_gap == pytest.approx(5.0 / 3) and g.n_utterances == 3
+    assert g.as_dict()["mean_gap"] == pytest.approx(g.mean_gap)
+    with pytest.raises(Exception):
+        g.gap = np.zeros(3)  # frozen
+    one = deletion.baseline_gap([10.0, 12.0], [[4.0], [6.0]])
+    assert np.all(np.isnan(one.random_sd)) and np.allclose(one.gap, [6.0, 6.0])
+    with pytest.raises(ValueError, match="2 utterances.*auc has 3"):
+        deletion.baseline_gap([1.0, 2.0, 3.0], [[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match="utterances x draws"):
+        deletion.baseline_gap([1.0, 2.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="same number of draws"):
+        deletion.baseline_gap([1.0, 2.0], [[1.0, 2.0], [3.0]])
+    with pytest.raises(ValueError, match="no draws"):
+        deletion.baseline_gap([1.0, 2.0], np.zeros((2, 0)))
+    with pytest.raises(ValueError, match="1-D"):
+        deletion.baseline_gap([[1.0]], [[1.0]])
+    with pytest.raises(ValueError, match="finite"):
+        deletion.baseline_gap([np.nan], [[1.0]])
+
+
+# --------------------------------------------------------------------------- planted regions
+
+P_MEL, P_SPEECH, P_TOTAL = 8, 80, 100  # 40 encoder columns of speech, then padding
+P_SPEECH_VALUE, P_OCCLUDE = 1.0, -1.0
+N_REGIONS, N_DRAWS = 8, 8
+
+
+class RegionDecoder:
+    """Emits one word per region; region r's word turns wrong once most of its cells are deleted.
+
+    A region is a few encoder columns (2 frames each) over all mel bins. The word stays right while
+    the region's mean is above 0, halfway between the speech value (~1) and the occlusion value (-1),
+    i.e. while at most about half of the region's cells are deleted.
+    """
+
+    def __init__(self, regions):
+        self.regions = regions  # list of (first frame, end frame)
+
+    def __call__(self, feats: np.ndarray) -> str:
+        words = []
+        for r, (a, b) in enumerate(self.regions):
+            words.append(f"w{r}" if feats[:, a:b].mean() > 0.0 else f"x{r}")
+        return " ".join(words)
+
+
+def _planted_utterance(seed):
+    """Features, region decoder and per-encoder-column region index (-1 = outside) of one utterance."""
+    rng = np.random.default_rng(seed)
+    t_enc = P_SPEECH // 2
+    widths = rng.integers(2, 4, size=N_REGIONS)  # 2-3 encoder columns per region
+    free = t_enc - widths.sum()
+    gaps = np.diff(np.sort(np.concatenate([[0], rng.integers(0, free + 1, size=N_REGIONS), [free]])))
+    col_region = np.full(t_enc, -1)
+    regions, pos = [], 0
+    for r in range(N_REGIONS):
+        pos += gaps[r]
+        col_region[pos:pos + widths[r]] = r
+        regions.append((2 * pos, 2 * (pos + widths[r])))
+        pos += widths[r]
+    feats = rng.uniform(0.8, 1.2, size=(P_MEL, P_TOTAL)) * P_SPEECH_VALUE
+    feats[:, P_SPEECH:] = 0.0  # padding
+    return feats, RegionDecoder(regions), col_region
+
+
+def _auc(feats, dec, score, seed=0):
+    ref = dec(feats)
+    return deletion.deletion_curve(feats, P_SPEECH, score, dec, ref, step=10, occlusion_value=P_OCCLUDE,
+                                   progress=False, seed=seed).auc
+
+
+def _planted_gaps(n_utterances=8, floor=None):
+    """Gaps of a truth-knowing and a shuffled column-shaped explanation against matched random draws."""
+    floor = floor or (lambda utt, s: deletion.matched_random_ranking("expanded", P_SPEECH, P_MEL, s))
+    truth, shuffled, randoms = [], [], []
+    for u in range(n_utterances):
+        feats, dec, col_region = _planted_utterance(100 + u)
+        assert dec(feats) == " ".join(f"w{r}" for r in range(N_REGIONS))
+        rng = np.random.default_rng(200 + u)
+        # an encoder-grid map that knows the truth: one level per region, tiny per-column noise
+        level = rng.uniform(1.0, 2.0, size=N_REGIONS)
+        per_col = np.where(col_region >= 0, level[col_region], 0.0) + 0.01 * rng.random(col_region.size)
+        truth.append(_auc(feats, dec, compare.expand_to_input_grid(per_col, P_SPEECH, P_MEL)))
+        # the same values permuted among encoder columns: same shape, no knowledge
+        shuffled_map = compare.expand_to_input_grid(rng.permutation(per_col), P_SPEECH, P_MEL)
+        shuffled.append(_auc(feats, dec, shuffled_map))
+        seeds = deletion.baseline_seeds(0, f"utt-{u}", "expanded", N_DRAWS)
+        randoms.append([_auc(feats, dec, floor((feats, dec, col_region), s), seed=s % 2**32) for s in seeds])
+    return deletion.baseline_gap(truth, randoms), deletion.baseline_gap(shuffled, randoms)
+
+
+def _draws_se(g):
+    """Standard error of a mean gap under 'no knowledge': an explanation AUC is one more draw from the
+    same distribution as the random draws, so Var(gap_u) = sd_u^2 (1 + 1/draws); averaged over utterances."""
+    return float(np.sqrt(np.sum(g.random_sd ** 2 * (1 + 1 / N_DRAWS))) / g.n_utterances)
+
+
+def test_planted_regions_truth_beats_matched_floor_and_shuffled_does_not():
+    truth, shuffled = _planted_gaps()
+    se = _draws_se(truth)  # about 2.3 AUC points here (8 utterances x 8 draws, draw sd 3-10)
+    assert np.all(truth.random_sd > 0)  # the draws do vary: the spread below is not degenerate
+    # knowing where the words are: above the matched floor on every utterance, by far on average
+    assert np.all(truth.gap > 0), truth.gap
+    assert truth.mean_gap > 15 and truth.mean_gap > 6 * se, (truth.mean_gap, se)
+    # the same column values in a random column order: indistinguishable from the matched floor.
+    # 3 standard errors (not 2) so that this fixed-seed check is not a 5%-chance coin flip on any
+    # edit of the generators; the truth gap above is > 6 standard errors, so the two cannot be confused.
+    assert abs(shuffled.mean_gap) < 3 * se, (shuffled.mean_gap, se)
+    assert truth.mean_gap > shuffled.mean_gap + 6 * se
+
+
+def test_planted_regions_gap_vanishes_against_a_floor_that_knows_the_truth():
+    # a broken floor that ranks the true regions first (column-shaped) leaves the truth nothing to beat:
+    # the gap statistic must be able to say "no better than the floor"
+    def oracle_floor(utt, s):
+        _, _, col_region = utt
+        per_col = (col_region >= 0) + 0.5 * np.random.default_rng(s).random(col_region.size) * (col_region >= 0)
+        return compare.expand_to_input_grid(per_col.astype(float), P_SPEECH, P_MEL)
+
+    truth, _ = _planted_gaps(n_utterances=3, floor=oracle_floor)
+    assert truth.mean_gap < 5, truth.gap

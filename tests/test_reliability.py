@@ -177,3 +177,121 @@ def test_convergence_curve_on_truth_plus_noise():
     # theory: half of n draws has noise var 9/(n/2); r_half = 1 / (1 + 18/n)
     for n, r in zip(out["n"], out["split_half"]):
         assert abs(r - 1 / (1 + 18 / n)) < 0.15
+
+
+# --------------------------------------------------------------------------- null calibration
+
+def test_spearman_brown_after_clipping_never_leaves_the_unit_interval():
+    r = np.linspace(-1, 1, 2001)
+    full = rel.spearman_brown(rel.clip_half(r), 2.0)
+    assert np.all((full >= 0) & (full <= 1))
+    assert rel.clip_half(-0.4) == 0.0 and rel.spearman_brown(rel.clip_half(-0.4), 2.0) == 0.0
+    assert np.isnan(rel.clip_half(float("nan")))
+
+
+def test_chance_correction_maps_the_null_to_zero_and_keeps_one():
+    assert rel.chance_corrected(0.03, 0.03) == 0.0
+    assert rel.chance_corrected(1.0, 0.2) == 1.0
+    assert rel.chance_corrected(0.6, 0.2) == pytest.approx(0.5)
+    assert np.isnan(rel.chance_corrected(0.5, 1.0))
+
+
+class _Design:
+    """A real SPES run (spes.Spes on a small spectrogram-like input with SLIC levels) as
+    ``(resample, design)`` for reference_noise."""
+
+    def __init__(self, forward, seed, n=480, frames=100, mel=16, tokens=12):
+        import torch
+
+        from crossattn_saliency import spes
+
+        rng = np.random.default_rng(seed)
+        from scipy.ndimage import gaussian_filter
+
+        img = gaussian_filter(rng.normal(size=(frames, mel)), 2.0).astype(np.float32)
+        params = spes.SpesParams(levels=(20, 30, 40), frames_ref=frames)
+        self.levels = spes.slic_levels(img, params)
+        run = spes.Spes(forward(tokens, seed), batch_size=32).attribute(
+            torch.as_tensor(img), self.levels, occlusion_value=float(img.min()), n_perturbations=n, seed=seed,
+            progress=False)
+        self.design = spes.SpesDesign(run.scores, run.n_segments, 0.5, seed, self.levels)
+        self.ca = gaussian_filter(rng.normal(size=(tokens, compare.encoder_length(frames))), (0, 1.5))
+
+    def resample(self, halves=None, scores=None):
+        return self.design.cell_maps(halves, scores)
+
+
+def _ignores_input(tokens, seed):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+
+    def f(x):  # pure noise: the scores do not depend on what was occluded
+        return torch.log_softmax(3 * torch.randn(x.shape[0], tokens, 11, generator=g), dim=-1)
+    return f
+
+
+def _reads_input(tokens, seed):
+    import torch
+
+    w = torch.as_tensor(np.random.default_rng(seed).normal(size=(tokens, 11)), dtype=torch.float32)
+
+    def f(x):  # token i reads a band of frames: a real signal
+        bands = torch.stack([x[:, 15 * i: 15 * i + 15].mean(dim=(1, 2)) for i in range(tokens)], dim=1)
+        return torch.log_softmax(4 * bands[..., None] * w[None], dim=-1)
+    return f
+
+
+@pytest.fixture(scope="module")
+def null_runs():
+    # 16 utterances of 12 tokens x 50 positions: under pure noise the split-half statistics of the real pairing of scores and masks
+    # and of permuted pairings have the same distribution, so the corrected values scatter around 0
+    return [_Design(_ignores_input, seed) for seed in range(100, 116)]
+
+
+@pytest.mark.parametrize("reduce", [None, *compare.REDUCERS])
+def test_on_a_forward_that_ignores_its_input_corrected_reliability_and_rho_are_zero(null_runs, reduce):
+    from crossattn_saliency import verdicts
+
+    rho, rho0, rh, rh0 = [], [], [], []
+    for i, run in enumerate(null_runs):
+        noise = rel.reference_noise(run.resample, run.design, reduce=reduce, n_splits=6, n_null=6, seed=i)
+        full = run.resample()[0]
+        red = compare.reduce_to_encoder_grid(full, reduce) if reduce else full
+        ca = run.ca if reduce else np.repeat(run.ca, 2, axis=1)[:, : full.shape[1], None] * np.ones(full.shape)
+        rho.append(compare.correlation(compare.normalize(ca, "token_z"), compare.normalize(red, "token_z")))
+        rho0.append(noise.rho_null(ca))
+        rh.append(noise.r_half)
+        rh0.append(noise.r_half_0)
+    res = rel.corrected_correlation(rho, rho0, rh, rh0, n_bootstrap=400)
+    est = verdicts.set_estimate(rel.chance_corrected(np.array(rh), np.array(rh0)), average="mean",
+                                n_bootstrap=400)
+    assert est.lo <= 0 <= est.hi, est
+    assert res.rho_corrected.lo <= 0 <= res.rho_corrected.hi, res.rho_corrected
+    assert not res.estimable and np.isnan(res.disattenuated.value)  # noise: "not estimable", no value
+
+
+def test_the_max_pooling_floor_is_seen_by_the_null_and_removed(null_runs):
+    raw = [rel.reference_noise(r.resample, r.design, reduce="max2d", n_splits=6, n_null=6, seed=i)
+           for i, r in enumerate(null_runs)]
+    # the shared segmentation plus a max over windows gives a positive split-half floor on pure noise
+    assert np.mean([n.r_half for n in raw]) > 0.005
+    assert abs(np.mean([n.r_half - n.r_half_0 for n in raw])) < 0.5 * np.mean([n.r_half for n in raw])
+
+
+def test_a_real_signal_keeps_a_high_corrected_reliability():
+    runs = [_Design(_reads_input, seed, n=480, frames=60, tokens=4) for seed in range(3)]
+    for i, r in enumerate(runs):
+        noise = rel.reference_noise(r.resample, r.design, reduce="max2d", n_splits=4, n_null=4, seed=i)
+        assert noise.r_half > 0.5 and noise.reliability > 0.6
+        assert noise.r_half_0 < 0.3
+
+
+def test_corrected_correlation_gives_intervals_only_from_eight_utterances():
+    rng = np.random.default_rng(0)
+    for n, has in ((7, False), (8, True)):
+        rho = rng.uniform(0.3, 0.5, n)
+        res = rel.corrected_correlation(rho, np.zeros(n), np.full(n, 0.5), np.zeros(n), n_bootstrap=200)
+        assert res.rho.has_interval is has and res.disattenuated.has_interval is has
+        assert res.reliability == pytest.approx(2 * 0.5 / 1.5)
+        assert res.disattenuated.value == pytest.approx(np.tanh(np.arctanh(rho).mean()) / np.sqrt(2 / 3))

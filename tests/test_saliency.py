@@ -427,14 +427,20 @@ def test_result_file_written_before_the_split_still_loads_and_matches(tiny_whisp
         # the tiny model's KL scores are ~1e-7, where float32 reduction order (which changes with the
         # thread count) moves single cells by up to ~20%: same map, not the same bits
         assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.95, name
-    # and today's file has the same format: same array names and dtypes, same metadata
+    # and today's file has the same format: the old arrays with the same names and dtypes, the same
+    # metadata, plus the per-perturbation scores and units (which the old file lacks: no design)
     from crossattn_saliency import cache
 
+    assert not old.has_design and new.has_design
+    with pytest.raises(ValueError, match="recompute it"):
+        old.design()
     new.info = old.info
     arrays_new, meta_new = cache.read_npz(new.save(tmp_path / "u1.npz"))
     arrays_old, meta_old = cache.read_npz(FIXTURES / "saliency_result_v1.npz")
     assert meta_new == meta_old and meta_new["format"] == "crossattn_saliency.SaliencyResult/1"
-    assert {k: v.dtype for k, v in arrays_new.items()} == {k: v.dtype for k, v in arrays_old.items()}
+    assert {k: v.dtype for k, v in arrays_new.items() if k in arrays_old} == \
+        {k: v.dtype for k, v in arrays_old.items()}
+    assert set(arrays_new) - set(arrays_old) == {"perturbation_scores", "labels0"}
     for k in ("counts", "half_counts"):
         np.testing.assert_array_equal(arrays_new[k], arrays_old[k])
     # the result store accepts the old file as a valid record (same params and tokens: no recomputation)
@@ -484,3 +490,57 @@ def test_bench_map_agreement_z_scores_per_token(tiny_whisper, utt):
     ratio = bench.interleaved_ratio(ws, utt["features"], utt["n_frames"], utt["prompt_ids"], utt["token_ids"],
                                     batch_size=2, repeats=1)
     assert math.isfinite(ratio) and ratio > 0
+
+
+# --------------------------------------------------------------------------- resampling the design
+
+
+def _design_run(n=96, seed=3):
+    img = _spectrogram_with_edges()
+    levels = _levels_2d(img)
+    run = _run(BlockModel(_blocks_2d()), img, levels, n=n, bs=16, seed=seed)
+    design = sal.SpesDesign(run.scores, run.n_segments, 0.5, seed, levels)
+    return run, design, levels
+
+
+def test_design_rebuilds_the_runs_maps_from_per_perturbation_scores():
+    run, design, levels = _design_run()
+    assert run.scores.shape == (96, 3)
+    for got, want in zip(design.cell_maps(), run.final.cell_maps(levels)[:3]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+
+
+def test_random_splits_are_balanced_per_level_and_keep_the_full_map():
+    run, design, _ = _design_run()
+    split = design.random_split(7)
+    assert not np.array_equal(split, design.halves)
+    for lv in range(3):
+        h = split[design.levels == lv]
+        assert abs(int(h.sum()) - h.size / 2) <= 0.5
+    np.testing.assert_array_equal(split, design.random_split(7))
+    full, a, b = design.cell_maps(halves=split)
+    np.testing.assert_allclose(full, design.cell_maps()[0], rtol=1e-6, atol=1e-9)  # same perturbations in all
+    assert not np.allclose(a, design.cell_maps()[1])
+
+
+def test_permuted_scores_keep_rows_and_levels_and_destroy_the_signal():
+    run, design, _ = _design_run(n=240)
+    perm = design.permuted_scores(1)
+    for lv in range(3):
+        sel = design.levels == lv
+        assert sorted(map(tuple, perm[sel])) == sorted(map(tuple, design.scores[sel]))
+    full, _, _ = design.cell_maps(scores=perm)
+    real = _spearman_per_token(design.cell_maps()[0], _blocks_2d())
+    null = _spearman_per_token(full, _blocks_2d())
+    assert min(real) > 0.5 and max(np.abs(null)) < 0.35
+
+
+def test_whisper_result_keeps_its_design_through_save_and_load(tiny_whisper, utt, tmp_path):
+    for fn in (spes_input, spes_encoder):
+        res = fn(tiny_whisper, utt["features"], utt["n_frames"], utt["prompt_ids"], utt["token_ids"],
+                 SMALL, dtype="float32", progress=False)
+        back = SaliencyResult.load(res.save(tmp_path / f"{fn.__name__}.npz"))
+        assert back.has_design and back.perturbation_scores.shape == (SMALL.n_perturbations, 5)
+        full, a, b = back.design().cell_maps()
+        for x, y in ((full, res.scores), (a, res.half_a), (b, res.half_b)):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6 * np.abs(y).max())

@@ -95,6 +95,19 @@ def native_bf16(device: str = "cpu") -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def derive_seed(seed: int, *parts: str | int) -> int:
+    """A seed for one random draw of a run, derived from the profile's ``seed`` and names
+    (utterance id, explanation kind, ...): ``SeedSequence([seed, crc32(part), ...])``.
+    Stable across processes and machines (no salted ``hash``); different parts give
+    independent streams, so no two maps of a run share their masks by accident."""
+    import zlib
+
+    import numpy as np
+
+    words = [int(seed)] + [zlib.crc32(str(p).encode()) for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint32)[0])
+
+
 @dataclass(frozen=True)
 class Condition:
     """One model x test set x task combination that the study evaluates.

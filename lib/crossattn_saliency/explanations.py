@@ -123,6 +123,8 @@ class Explanation:
     halves : two maps of disjoint halves of a stochastic method (shaped like ``maps``), or None.
     alignment_heads : (layer, head) pairs shipped with the model (layered kinds).
     provenance : how the maps were made (parameters, timings, run details).
+    design : for SPES kinds, the run as a :class:`~.spes.SpesDesign` (per-perturbation
+        scores and units) over the whole hypothesis, or None; :meth:`resample` reads it.
     """
 
     kind: str
@@ -135,6 +137,7 @@ class Explanation:
     halves: tuple[np.ndarray, np.ndarray] | None = None
     alignment_heads: list[tuple[int, int]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    design: Any = None
 
     def __post_init__(self) -> None:
         if self.grid not in GRIDS:
@@ -219,6 +222,17 @@ class Explanation:
         """``tokens x positions``: input-grid maps reduced with ``reducer`` (:mod:`.compare`)."""
         m = self.map(view)
         return compare.reduce_to_encoder_grid(m, reducer, factor) if self.grid == "input" else m
+
+    def resample(self, halves: np.ndarray | None = None,
+                 scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(full, half_a, half_b)`` maps of this explanation's tokens rebuilt from its
+        SPES design for another split of the perturbations (``halves``) or other
+        per-perturbation scores (e.g. permuted: a null), shaped like :attr:`maps`."""
+        if self.design is None:
+            raise ValueError(f"{self.kind} {self.utt_id} has no SPES design to resample (deterministic kind, "
+                             "or a result written before per-perturbation scores were kept)")
+        maps = self.design.cell_maps(halves, scores)
+        return tuple(m[: self.n_tokens] for m in maps)  # type: ignore[return-value]
 
     def require_halves(self) -> tuple[np.ndarray, np.ndarray]:
         if self.halves is None:

@@ -161,11 +161,22 @@ def spes_params(profile: "Profile", grid: str, n_perturbations: int | None = Non
     return SpesParams(n_perturbations=n, batch_size=profile.spes_batch_size, seed=profile.seed)
 
 
+#: what a SPES record keeps besides its maps (records without it are recomputed)
+SPES_KEEPS = "per-perturbation scores and units"
+
+
 def spes_record_params(profile: "Profile", grid: str, n_perturbations: int | None = None,
-                       snapshots: tuple[int, ...] = ()) -> dict[str, Any]:
-    """The store parameters of a SPES record (the run's settings, its grid, dtype and snapshots)."""
-    return {**spes_params(profile, grid, n_perturbations).to_dict(), "kind": grid, "dtype": profile.spes_dtype,
-            "snapshots": sorted(int(s) for s in snapshots)}
+                       snapshots: tuple[int, ...] = (), utt_id: str | None = None) -> dict[str, Any]:
+    """The store parameters of a SPES record: the run's settings, its grid, dtype and
+    snapshots. Every map draws its own masks: with ``utt_id`` the seed is the map's own,
+    ``derive_seed(profile.seed, utt_id, grid)``; without, the profile's seed is shown."""
+    from .config import derive_seed
+
+    params = spes_params(profile, grid, n_perturbations)
+    if utt_id is not None:
+        params = params.replace(seed=derive_seed(profile.seed, utt_id, grid))
+    return {**params.to_dict(), "kind": grid, "dtype": profile.spes_dtype,
+            "snapshots": sorted(int(s) for s in snapshots), "keeps": SPES_KEEPS}
 
 
 def whisper_spes(ctx: Context) -> Any:
@@ -181,9 +192,12 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
                 snapshots: tuple[int, ...] = (), section: str | None = None, progress: bool = False) -> Any:
     """The :class:`~.saliency_result.SaliencyResult` of one utterance (SM_X for ``grid="input"``, else SM_H)."""
     from .saliency_result import SaliencyResult
+    from .spes import SpesParams
 
     section = section or ("saliency_x" if grid == "input" else "saliency_h")
-    params = spes_params(ctx.profile, grid, n_perturbations)
+    wanted = spes_record_params(ctx.profile, grid, n_perturbations, snapshots, utt_id=utt.utt_id)
+    params = SpesParams.from_dict({k: v for k, v in wanted.items()
+                                   if k not in ("kind", "dtype", "snapshots", "keeps")})
 
     def compute() -> Any:
         ws = whisper_spes(ctx)
@@ -191,11 +205,11 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
         res = fn(utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids, params,
                  snapshots=snapshots, progress=progress)
         res.utt_id = file_id(utt.utt_id)
+        res.params = dict(wanted)  # the store's parameters are the record's
         return res
 
-    return ctx.store.fetch(section, ctx.key(utt), spes_record_params(ctx.profile, grid, n_perturbations, snapshots),
-                           compute, lambda obj, path: obj.save(path), SaliencyResult.load,
-                           identity={"token_ids": [int(t) for t in utt.hyp.token_ids]})
+    return ctx.store.fetch(section, ctx.key(utt), wanted, compute, lambda obj, path: obj.save(path),
+                           SaliencyResult.load, identity={"token_ids": [int(t) for t in utt.hyp.token_ids]})
 
 
 def _spes_kind(name: str, grid: str) -> Callable[[Context, "Utterance"], Explanation]:
@@ -206,7 +220,8 @@ def _spes_kind(name: str, grid: str) -> Callable[[Context, "Utterance"], Explana
         return Explanation.from_hypothesis(
             name, utt.utt_id, res.token_ids, token_strings(ctx.model, res.token_ids), grid, res.scores,
             res.n_frames, halves=(res.half_a, res.half_b), eot_id=ctx.model.special_ids["eot"],
-            provenance={"params": res.params, "n_perturbations": res.n_perturbations, "info": res.info})
+            provenance={"params": res.params, "n_perturbations": res.n_perturbations, "info": res.info},
+            design=res.design() if res.has_design else None)
     return compute
 
 

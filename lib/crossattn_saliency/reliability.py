@@ -34,7 +34,7 @@ are approximations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -43,7 +43,8 @@ from . import compare
 __all__ = [
     "split_half_reliability", "spearman_brown", "reliability_at", "budget_for_reliability",
     "noise_ceiling", "disattenuate", "ReliabilityTable", "reliability_table",
-    "compare_reliability_tables",
+    "compare_reliability_tables", "RELIABILITY_FLOOR", "chance_corrected", "clip_half", "ReferenceNoise",
+    "reference_noise", "CorrectedCorrelation", "corrected_correlation",
 ]
 
 
@@ -364,3 +365,180 @@ def convergence_curve(snapshots: dict, final: np.ndarray, final_half_a: np.ndarr
     half_arr = np.asarray(half, dtype=np.float64)
     return {"n": np.asarray(budgets), "rho_to_final": np.asarray(rho, dtype=np.float64),
             "split_half": half_arr, "reliability": np.asarray(spearman_brown(half_arr, 2.0), dtype=np.float64)}
+
+
+# --------------------------------------------------------------------------- null-calibrated noise
+
+#: below this corrected full-map reliability a disattenuated value is "not estimable"
+RELIABILITY_FLOOR = 0.3
+
+
+def chance_corrected(x: float | np.ndarray, x_null: float | np.ndarray) -> float | np.ndarray:
+    """``(x - x0) / (1 - x0)``: a correlation measured against what the procedure gives on
+    noise (``x0``), rescaled so that the null maps to 0 and a perfect value stays 1.
+    NaN where ``x0 >= 1``."""
+    x = np.asarray(x, dtype=np.float64)
+    x0 = np.asarray(x_null, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(x0 < 1, (x - x0) / (1.0 - np.where(x0 < 1, x0, 0.0)), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+def clip_half(r: float | np.ndarray) -> float | np.ndarray:
+    """A half-budget reliability clipped to ``[0, 1)`` before Spearman-Brown (a negative
+    split-half correlation means "no reliable signal", not a reliability below 0; NaN stays NaN)."""
+    out = np.clip(np.asarray(r, dtype=np.float64), 0.0, 1.0 - 1e-9)
+    return float(out) if out.ndim == 0 else out
+
+
+@dataclass(frozen=True)
+class ReferenceNoise:
+    """The noise of one stochastic reference map (one utterance), measured on its own perturbations.
+
+    ``r_half_splits``: split-half reliability of ``n_splits`` random splits of the
+    perturbations into two halves (balanced per level); ``r_half_null``: the same
+    statistic with the per-perturbation scores permuted across perturbations (masks,
+    segmentation and reducer kept: what the procedure gives on pure noise);
+    ``null_maps``: the ``n_null`` permuted full maps on the comparison grid
+    (``tokens x positions``, reduced, not normalized), for the null of rho(E, reference).
+    """
+
+    r_half_splits: np.ndarray
+    r_half_null: np.ndarray
+    null_maps: tuple[np.ndarray, ...]
+
+    @property
+    def r_half(self) -> float:
+        return float(np.nanmean(self.r_half_splits)) if np.any(np.isfinite(self.r_half_splits)) else float("nan")
+
+    @property
+    def r_half_0(self) -> float:
+        return float(np.nanmean(self.r_half_null)) if np.any(np.isfinite(self.r_half_null)) else float("nan")
+
+    @property
+    def r_half_corrected(self) -> float:
+        """Null-corrected half reliability, clipped to [0, 1)."""
+        return float(clip_half(chance_corrected(self.r_half, self.r_half_0)))
+
+    @property
+    def reliability(self) -> float:
+        """Null-corrected full-map reliability: Spearman-Brown (k = 2) of :attr:`r_half_corrected`."""
+        return float(spearman_brown(self.r_half_corrected, 2.0))
+
+    def rho_null(self, explanation_map: np.ndarray, normalization: str = "token_z", method: str = "pearson") -> float:
+        """Mean correlation of an explanation (``tokens x positions``) with the null maps."""
+        e = compare.normalize(np.asarray(explanation_map, dtype=np.float64), normalization)
+        vals = [compare.correlation(e, compare.normalize(m, normalization), method) for m in self.null_maps]
+        return float(np.nanmean(vals)) if np.any(np.isfinite(vals)) else float("nan")
+
+
+def reference_noise(resample: Any, split_of: Any, reduce: str | None = None, normalization: str = "token_z",
+                    n_splits: int = 8, n_null: int = 8, seed: int = 0, factor: int = 2) -> ReferenceNoise:
+    """Split-half reliability over random splits and its permutation null, for one SPES map.
+
+    Parameters
+    ----------
+    resample : ``resample(halves=None, scores=None) -> (full, half_a, half_b)``, e.g.
+        :meth:`~.explanations.Explanation.resample` (maps ``tokens x frames x mel`` or
+        ``tokens x positions``).
+    split_of : the run's :class:`~.spes.SpesDesign` (for ``random_split`` and ``permuted_scores``).
+    reduce, normalization, factor : exactly as in the comparison.
+    n_splits, n_null : random splits / score permutations.
+    seed : seed of the splits and permutations (derive it per map).
+
+    No forward pass is run: maps are rebuilt from the stored per-perturbation scores.
+    """
+    if n_splits < 1 or n_null < 1:
+        raise ValueError(f"need at least one split and one permutation, got n_splits={n_splits}, n_null={n_null}")
+    ss = np.random.SeedSequence(int(seed)).generate_state(n_splits + n_null)
+    splits = []
+    for s in ss[:n_splits]:
+        _, a, b = resample(halves=split_of.random_split(int(s)))
+        splits.append(split_half_reliability(a, b, reduce, normalization, factor))
+    nulls, maps = [], []
+    for s in ss[n_splits:]:
+        full, a, b = resample(scores=split_of.permuted_scores(int(s)))
+        nulls.append(split_half_reliability(a, b, reduce, normalization, factor))
+        maps.append(compare.reduce_to_encoder_grid(full, reduce, factor) if reduce else np.asarray(full, np.float64))
+    return ReferenceNoise(np.asarray(splits, dtype=np.float64), np.asarray(nulls, dtype=np.float64), tuple(maps))
+
+
+@dataclass(frozen=True)
+class CorrectedCorrelation:
+    """rho(explanation, reference) over utterances, raw and null-corrected, with the
+    reference's null-corrected reliability and the disattenuated value.
+
+    Per utterance (``utterances``): ``rho``, ``rho_null``, ``rho_corrected``
+    (:func:`chance_corrected`), ``r_half`` (mean over random splits), ``r_half_null``,
+    ``reliability`` (corrected, clipped, Spearman-Brown). Set level
+    (:class:`~.verdicts.Estimate`, Fisher z means; an interval only from
+    ``verdicts.MIN_UTTERANCES`` utterances on): ``rho``, ``rho_corrected``,
+    ``disattenuated`` = Fisher mean of ``rho_corrected`` / sqrt(mean ``reliability``)
+    (NaN, "not estimable", where the mean reliability is below ``floor``).
+    """
+
+    rho_per_utterance: np.ndarray
+    rho_null_per_utterance: np.ndarray
+    rho_corrected_per_utterance: np.ndarray
+    r_half_per_utterance: np.ndarray
+    r_half_null_per_utterance: np.ndarray
+    reliability_per_utterance: np.ndarray
+    rho: Any
+    rho_corrected: Any
+    reliability: float
+    disattenuated: Any
+    floor: float
+
+    @property
+    def estimable(self) -> bool:
+        return bool(np.isfinite(self.reliability) and self.reliability >= self.floor)
+
+
+def corrected_correlation(rho: Sequence[float], rho_null: Sequence[float], r_half: Sequence[float],
+                          r_half_null: Sequence[float], floor: float = RELIABILITY_FLOOR,
+                          n_bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05,
+                          min_utterances: int | None = None) -> CorrectedCorrelation:
+    """Set-level raw, null-corrected and disattenuated correlation from per-utterance values.
+
+    The disattenuated value's interval resamples utterances jointly for rho and
+    reliability (percentile bootstrap), only from ``min_utterances`` utterances on.
+    """
+    from . import verdicts
+
+    mu = verdicts.MIN_UTTERANCES if min_utterances is None else int(min_utterances)
+    rho = np.asarray(rho, dtype=np.float64)
+    rho0 = np.asarray(rho_null, dtype=np.float64)
+    rh = np.asarray(r_half, dtype=np.float64)
+    rh0 = np.asarray(r_half_null, dtype=np.float64)
+    if not (rho.shape == rho0.shape == rh.shape == rh0.shape) or rho.ndim != 1:
+        raise ValueError(f"need one value per utterance everywhere: rho {rho.shape}, rho_null {rho0.shape}, "
+                         f"r_half {rh.shape}, r_half_null {rh0.shape}")
+    rc = np.asarray(chance_corrected(rho, rho0), dtype=np.float64)
+    rel = np.asarray(spearman_brown(clip_half(chance_corrected(rh, rh0)), 2.0), dtype=np.float64)
+    kw = dict(n_bootstrap=n_bootstrap, seed=seed, alpha=alpha, min_utterances=mu)
+
+    def dis(rows: Any) -> float:
+        r = np.nanmean(rel[rows]) if np.any(np.isfinite(rel[rows])) else np.nan
+        if not np.isfinite(r) or r < floor:
+            return float("nan")
+        return verdicts.fisher_mean(rc[rows]) / np.sqrt(r)
+
+    est = dis(slice(None))
+    lo = hi = float("nan")
+    ok = np.isfinite(rc) & np.isfinite(rel)
+    if int(ok.sum()) >= mu and np.isfinite(est):
+        idx = np.flatnonzero(ok)
+        boot = np.array([dis(idx[row]) for row in compare.bootstrap_indices(idx.size, n_bootstrap, seed)])
+        boot = boot[np.isfinite(boot)]
+        if boot.size:
+            lo, hi = (float(v) for v in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
+    mean_rel = float(np.nanmean(rel)) if np.any(np.isfinite(rel)) else float("nan")
+    return CorrectedCorrelation(
+        rho_per_utterance=rho, rho_null_per_utterance=rho0, rho_corrected_per_utterance=rc,
+        r_half_per_utterance=rh, r_half_null_per_utterance=rh0, reliability_per_utterance=rel,
+        rho=verdicts.set_estimate(rho, average="fisher", **kw),
+        rho_corrected=verdicts.set_estimate(rc, average="fisher", **kw), reliability=mean_rel,
+        disattenuated=verdicts.Estimate(float(est), lo, hi, int(ok.sum()),
+                                        "Fisher z mean of null-corrected rho / sqrt(mean corrected reliability)",
+                                        mu),
+        floor=float(floor))

@@ -63,6 +63,11 @@ class SaliencyResult:
     n_segments : segments per level.
     utt_id : utterance id (optional).
     info : run details that do not change the map (batch size, device, timings).
+    perturbation_scores : the score of every perturbation, ``perturbations x tokens``
+        (float32), or None (results written before they were kept).
+    labels : the units of every level over the map's cells (``frames x mel`` SLIC labels
+        for SM_X, ``enc_frames`` units for SM_H), or None. With ``perturbation_scores``
+        they make :meth:`design` (maps for any split or permuted scores, no forward pass).
     """
 
     scores: np.ndarray
@@ -81,6 +86,8 @@ class SaliencyResult:
     n_segments: list[int] = field(default_factory=list)
     utt_id: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    perturbation_scores: np.ndarray | None = None
+    labels: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -100,9 +107,33 @@ class SaliencyResult:
             if len(maps) != 3 or any(m.shape != self.scores.shape for m in maps):
                 raise ValueError(f"snapshot {n} must be (full, half_a, half_b) of shape {self.scores.shape}")
 
+        if self.perturbation_scores is not None:
+            ps = np.asarray(self.perturbation_scores)
+            if ps.shape != (self.n_perturbations, self.n_tokens):
+                raise ValueError(f"perturbation_scores has shape {ps.shape}, want perturbations x tokens = "
+                                 f"({self.n_perturbations}, {self.n_tokens})")
+        if self.labels is not None and any(np.shape(l) != self.scores.shape[1:] for l in self.labels):
+            raise ValueError(f"labels {[np.shape(l) for l in self.labels]} do not match the map's cells "
+                             f"{self.scores.shape[1:]}")
+
     @property
     def n_tokens(self) -> int:
         return int(self.scores.shape[0])
+
+    @property
+    def has_design(self) -> bool:
+        """True when the per-perturbation scores and labels were kept (see :meth:`design`)."""
+        return self.perturbation_scores is not None and self.labels is not None
+
+    def design(self) -> Any:
+        """The run as a :class:`~.spes.SpesDesign` (maps for any split or permuted scores)."""
+        from .spes import SpesDesign
+
+        if not self.has_design:
+            raise ValueError("this saliency result kept no per-perturbation scores (it was written by an older "
+                             "version): recompute it to resample its perturbations")
+        return SpesDesign(self.perturbation_scores, list(self.n_segments), float(self.params["p_occlude"]),
+                          int(self.params["seed"]), list(self.labels))
 
     def save(self, path: str | Path) -> Path:
         """Write one ``.npz`` (atomically). Maps are stored as per-token scaled
@@ -114,6 +145,10 @@ class SaliencyResult:
         for n, maps in self.snapshots.items():
             for name, m in zip(("full", "half_a", "half_b"), maps):
                 arrays[f"snap{n}_{name}"], arrays[f"snap{n}_{name}__scale"] = _f16(m)
+        if self.perturbation_scores is not None:
+            arrays["perturbation_scores"] = np.asarray(self.perturbation_scores, dtype=np.float32)
+        for i, lab in enumerate(self.labels or []):
+            arrays[f"labels{i}"] = np.asarray(lab, dtype=np.int32)
         meta = {"format": FORMAT, "kind": self.kind, "params": self.params,
                 "n_perturbations": int(self.n_perturbations), "snapshots": sorted(int(n) for n in self.snapshots),
                 "token_ids": [int(t) for t in self.token_ids], "prompt_ids": [int(t) for t in self.prompt_ids],
@@ -138,4 +173,7 @@ class SaliencyResult:
                    params=meta["params"], kind=meta["kind"], snapshots=snaps, token_ids=meta["token_ids"],
                    prompt_ids=meta["prompt_ids"], n_frames=int(meta["n_frames"]),
                    occlusion_value=float(meta["occlusion_value"]), n_segments=meta["n_segments"],
-                   utt_id=meta.get("utt_id"), info=meta.get("info", {}))
+                   utt_id=meta.get("utt_id"), info=meta.get("info", {}),
+                   perturbation_scores=arrays.get("perturbation_scores"),
+                   labels=[arrays[f"labels{i}"] for i in range(len(meta["n_segments"]))]
+                   if "labels0" in arrays else None)

@@ -57,7 +57,7 @@ import torch
 from tqdm.auto import tqdm
 
 __all__ = [
-    "ForwardFn", "SCORERS", "SpesParams", "SegmentStats", "SpesRun", "MaskSampler", "Spes",
+    "ForwardFn", "SCORERS", "SpesParams", "SegmentStats", "SpesRun", "SpesDesign", "MaskSampler", "Spes",
     "level_segment_counts", "slic_levels", "encoder_units", "floor_value", "kl_scores", "prob_drop_scores",
 ]
 
@@ -378,13 +378,17 @@ class SpesRun:
     :class:`SegmentStats` after that many; ``reference`` is the unperturbed
     ``tokens x vocab`` log-probabilities (float32, CPU); ``timing`` holds
     ``setup_s`` (reference pass), ``loop_s`` (all perturbation batches),
-    ``forward_s`` (time inside the forward function) and ``n_forward`` (calls).
+    ``forward_s`` (time inside the forward function) and ``n_forward`` (calls);
+    ``scores`` is the score of every perturbation, ``perturbations x tokens`` (float64,
+    in the order of :class:`MaskSampler`), from which :class:`SpesDesign` rebuilds the
+    maps for any split of the perturbations or any permutation of the scores.
     """
 
     stats: dict[int, SegmentStats]
     reference: torch.Tensor
     n_segments: list[int]
     timing: dict[str, float]
+    scores: np.ndarray | None = None
 
     @property
     def final(self) -> SegmentStats:
@@ -535,6 +539,7 @@ class Spes:
         t_loop = time.perf_counter()
         bar = tqdm(total=int(n_perturbations), desc=desc, unit="pert", disable=not progress, leave=False)
         done = 0
+        per_perturbation: list[np.ndarray] = []
         try:
             for bound in bounds:
                 while done < bound:
@@ -555,6 +560,7 @@ class Spes:
                     timing["forward_s"] += time.perf_counter() - tf
                     timing["n_forward"] += 1
                     sc = score(logp).double().cpu().numpy()  # batch x tokens
+                    per_perturbation.append(sc)
                     for lv, sel, occ in groups:
                         for h in (0, 1):
                             keep = halves[sel] == h
@@ -569,4 +575,99 @@ class Spes:
         finally:
             bar.close()
         timing["loop_s"] = time.perf_counter() - t_loop
-        return SpesRun(stats=stats, reference=ref.cpu(), n_segments=n_segments, timing=timing)
+        return SpesRun(stats=stats, reference=ref.cpu(), n_segments=n_segments, timing=timing,
+                       scores=np.concatenate(per_perturbation, axis=0))
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+@dataclass
+class SpesDesign:
+    """A finished SPES run as data: the score of every perturbation and how to redraw its masks.
+
+    Because the mask of perturbation ``k`` depends only on ``k`` and the seed
+    (:class:`MaskSampler`), the per-perturbation ``scores`` (``perturbations x tokens``)
+    are all it takes to rebuild the maps for *any* assignment of perturbations to two
+    halves (random splits, for reliability from more than one split) or for scores
+    permuted across perturbations with the masks kept (a null: what the procedure,
+    including a shared segmentation and a pooling step, gives when the scores carry
+    no information about the input). No forward pass is needed.
+
+    Attributes
+    ----------
+    scores : ``perturbations x tokens`` float64.
+    n_segments : segments per level.
+    p_occlude, seed : as in the run.
+    labels : one label array per level over the map's cells (``frames x mel`` for SM_X,
+        ``positions`` for SM_H); ``-1`` = never occluded.
+    """
+
+    scores: np.ndarray
+    n_segments: list[int]
+    p_occlude: float
+    seed: int
+    labels: list[np.ndarray]
+
+    def __post_init__(self) -> None:
+        self.scores = np.asarray(self.scores, dtype=np.float64)
+        if self.scores.ndim != 2:
+            raise ValueError(f"scores must be perturbations x tokens, got shape {self.scores.shape}")
+        if len(self.labels) != len(self.n_segments):
+            raise ValueError(f"{len(self.labels)} label arrays for {len(self.n_segments)} levels")
+        halves, levels, masks = MaskSampler(self.n_segments, self.p_occlude, self.seed).draw(self.n_perturbations)
+        self.halves = halves.astype(np.int8)
+        self.levels = levels
+        self._masks = [np.stack([masks[i] for i in np.flatnonzero(levels == lv)]) if np.any(levels == lv)
+                       else np.zeros((0, n), dtype=bool) for lv, n in enumerate(self.n_segments)]
+
+    @property
+    def n_perturbations(self) -> int:
+        return int(self.scores.shape[0])
+
+    def stats(self, halves: np.ndarray | None = None, scores: np.ndarray | None = None) -> SegmentStats:
+        """Per-segment sums for a split (``halves``: ``perturbations`` ints 0/1; default:
+        the run's alternating split) and ``scores`` (default: the run's)."""
+        h = self.halves if halves is None else np.asarray(halves)
+        sc = self.scores if scores is None else np.asarray(scores, dtype=np.float64)
+        if h.shape != (self.n_perturbations,) or sc.shape != self.scores.shape:
+            raise ValueError(f"halves {h.shape} / scores {sc.shape} do not match {self.n_perturbations} "
+                             f"perturbations x {self.scores.shape[1]} tokens")
+        sums, counts = [], []
+        for lv, m in enumerate(self._masks):
+            idx = np.flatnonzero(self.levels == lv)
+            s = np.zeros((2, sc.shape[1], m.shape[1]))
+            c = np.zeros((2, m.shape[1]), dtype=np.int64)
+            for half in (0, 1):
+                keep = h[idx] == half
+                o = m[keep].astype(np.float64)
+                s[half] = sc[idx[keep]].T @ o
+                c[half] = m[keep].sum(0)
+            sums.append(s)
+            counts.append(c)
+        return SegmentStats(self.n_perturbations, sums, counts)
+
+    def cell_maps(self, halves: np.ndarray | None = None,
+                  scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(full, half_a, half_b)`` maps, ``tokens x cells``, for a split and scores (see :meth:`stats`)."""
+        full, a, b, _ = self.stats(halves, scores).cell_maps(self.labels)
+        return full, a, b
+
+    def random_split(self, seed: int) -> np.ndarray:
+        """A random split into two halves, balanced within every level (``perturbations`` ints 0/1)."""
+        rng = np.random.default_rng(seed)
+        out = np.empty(self.n_perturbations, dtype=np.int8)
+        for lv in range(len(self.n_segments)):
+            idx = np.flatnonzero(self.levels == lv)
+            out[idx] = rng.permutation(np.arange(idx.size) % 2)
+        return out
+
+    def permuted_scores(self, seed: int) -> np.ndarray:
+        """The scores shuffled across perturbations of the same level (whole rows: a
+        perturbation keeps its tokens' scores together); masks stay where they were."""
+        rng = np.random.default_rng(seed)
+        out = self.scores.copy()
+        for lv in range(len(self.n_segments)):
+            idx = np.flatnonzero(self.levels == lv)
+            out[idx] = self.scores[rng.permutation(idx)]
+        return out

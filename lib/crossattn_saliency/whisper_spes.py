@@ -186,7 +186,8 @@ class WhisperSpes:
                               params=recorded_params(params, kind, self.dtype, snapshots), kind=kind, snapshots=snaps,
                               token_ids=[int(t) for t in token_ids], prompt_ids=[int(t) for t in prompt_ids],
                               n_frames=n_frames, occlusion_value=float(occ), n_segments=list(run.n_segments),
-                              info=info)
+                              info=info, perturbation_scores=run.scores.astype(np.float32),
+                              labels=[np.asarray(l, dtype=np.int32) for l in labels])
 
 
 def prepare(model: Any, dtype: str = "bfloat16", device: str = "cpu",
