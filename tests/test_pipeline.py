@@ -107,7 +107,15 @@ def test_correlation_mixing_deletion_and_report_loop_over_the_registry(tiny_prof
     dels = pipeline.deletion(cfg, cond, items, reference_reducers=("max2d", "mean2d"), progress=False)
     labels = set(dels.to_frame()["explanation"])
     assert {"CA", "NormCA", "SM_H", "IG_H", "SM_X pooled max2d", "SM_X pooled mean2d", "SM_X full",
-            "IG_X pooled max2d", "IG_X full", "random"} <= labels
+            "IG_X pooled max2d", "IG_X full", "random cells"} <= labels
+    # matched floors: seeded draws of random encoder columns and of random segments of the SM_X run
+    draws = cfg.deletion_floor_draws
+    per_utt = dels.to_frame().groupby("utterance")["explanation"].apply(list)
+    for got in per_utt:
+        assert got.count("random columns") == draws and got.count("random segments") == draws
+    gaps = {(g["explanation"], g["floor"]) for g in dels.gaps(n_bootstrap=50)}
+    assert ("CA", "random columns") in gaps and ("SM_X full", "random segments") in gaps
+    assert all(g["faithful"] == "not testable at this size" for g in dels.gaps(n_bootstrap=50))
     for r in dels.records:
         assert r.wer[0] == 0.0 and r.percents[0] == 0.0     # reference = the intact decode, same settings
     table = report.kinds_table(corr, dels, pipeline.explanation_costs(cfg, {cond.name: items}))
@@ -145,7 +153,7 @@ def test_a_kind_registered_on_the_fly_reaches_every_table(tiny_profile):
 def _claims_stub():
     import pandas as pd
 
-    return pd.DataFrame([{"claim": "x", "study": "s", "ours (raw)": "o", "ours (disattenuated)": "", "verdict": "holds"}])
+    return pd.DataFrame([{"claim": "x", "study": "s", "ours (raw)": "o", "ours (corrected)": "", "verdict": "holds"}])
 
 
 def test_profile_dtype_and_device_reach_the_models(tiny_profile):

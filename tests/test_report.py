@@ -1,51 +1,119 @@
 """Tables and the study-vs-ours claims, on hand-made result tables."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from crossattn_saliency import report
 
 
-def _corr(rho_all: float, heads: list[float], layers: list[float], rho_h: float, cond: str, model: str):
-    """Rows shaped like ``CorrelationTable.to_frame()`` (1-based layer/head columns)."""
+from crossattn_saliency.explanations import View
+from crossattn_saliency.tables import CorrelationRow, CorrelationTable, DeletionRecord, DeletionTable, MixingRow, Ranking
+
+N_LAYERS, N_HEADS = 2, 3
+
+
+def _row(cond, view, target, rho_utt, dis=None):
+    rho_utt = np.asarray(rho_utt, dtype=float)
+    m = float(np.tanh(np.arctanh(rho_utt).mean()))
+    d, lo, hi = dis if dis is not None else (m * 1.2, m * 1.2 - 0.05, m * 1.2 + 0.05)
+    n = len(rho_utt)
+    if n < 8:
+        lo = hi = float("nan")
+    return CorrelationRow(condition=cond, model=cond.split("__")[0], set=cond.split("__")[1], task="transcribe",
+                          kind="CA", view=view, n_layers=N_LAYERS, target=target, reducer="max2d",
+                          normalization="token_z", utterances=n, rho=m, rho_lo=m - 0.05 if n >= 8 else float("nan"),
+                          rho_hi=m + 0.05 if n >= 8 else float("nan"), rho_pooled=m, spearman=m, reliability=0.7,
+                          ceiling=0.84, rho_disattenuated=d, dis_lo=lo, dis_hi=hi, rho_null=0.0, rho_corrected=m,
+                          r_half=0.5, r_half_null=0.02, rho_per_utterance=tuple(rho_utt))
+
+
+def _condition(cond, n, rho_all=0.5, rho_h=0.62, dis_x=None, dis_h=None, seed=0):
+    """Rows of one condition: heads below the average, the last layer best."""
+    rng = np.random.default_rng(seed)
+    noise = lambda: rng.normal(0, 0.01, n)  # noqa: E731
     rows = []
-    for target, base in (("SM_X", rho_all), ("SM_H", rho_h)):
-        views = [("all layers", "all", None, None, base), ("alignment heads", "alignment", None, None, base - 0.05)]
-        views += [(f"layer {i + 1} of {len(layers)}", "layer", i + 1, None, v) for i, v in enumerate(layers)]
-        views += [(f"layer 1 head {i + 1}", "head", 1, i + 1, v) for i, v in enumerate(heads)]
-        for label, vk, layer, head, r in views:
-            rows.append(dict(condition=cond, model=model, kind="CA", view=label, view_kind=vk, layer=layer,
-                             head=head, target=target, rho=r, rho_disattenuated=r * 1.5, ceiling=0.7))
+    for target, base, dis in (("SM_X", rho_all, dis_x), ("SM_H", rho_h, dis_h)):
+        rows.append(_row(cond, View("all"), target, base + noise(), dis))
+        rows.append(_row(cond, View("last", n=1), target, base + noise()))
+        rows += [_row(cond, View("layer", layer=l), target, base - 0.2 + 0.15 * l + noise()) for l in range(N_LAYERS)]
+        rows += [_row(cond, View("head", layer=l, head=h), target, base - 0.3 + 0.05 * h + noise())
+                 for l in range(N_LAYERS) for h in range(N_HEADS)]
     return rows
 
 
-def _tables(rho_it: float):
-    corr = pd.DataFrame(_corr(0.5, [0.1, 0.2, 0.3], [0.2, 0.4], 0.6, "whisper-base__en-real__asr", "whisper-base")
-                        + _corr(rho_it, [0.1, 0.2, 0.3], [0.2, 0.35], 0.55, "whisper-base__it-tts__asr", "whisper-base"))
-    mixing = pd.DataFrame([dict(condition=c, kind="CA", gain=0.1, gain_lo=0.05, gain_hi=0.15, gain_disattenuated=0.05)
-                           for c in corr["condition"].unique()])
-    deletion = pd.DataFrame([dict(condition="c", explanation=e, auc=a) for e, a in
-                             [("CA", 40), ("SM_X pooled max2d", 50), ("SM_X full", 90), ("random", 30)]])
+def _deletion(cond, n, aucs):
+    recs = []
+    for u in range(n):
+        for rank, auc in aucs.items():
+            recs.append(DeletionRecord(cond, f"u{u}", rank, (0.0, 100.0), (0.0, 0.0), (0, 1), ("", ""),
+                                       auc + 0.5 * np.sin(u + len(rank.variant))))
+    return recs
+
+
+AGREE = {Ranking("CA", "expanded"): 40, Ranking("SM_X", "pooled max2d"): 53, Ranking("SM_X", "full"): 90,
+         **{Ranking("random", f"columns {d}"): 30 + d for d in (1, 2, 3)},
+         **{Ranking("random", f"segments {d}"): 60 + d for d in (1, 2, 3)}, Ranking("random", "cells"): 50}
+
+
+def _tables(n=12, rho_it=0.45, dis_x=None, en_tts=True):
+    conds = ["whisper-base__en-real__asr", "whisper-base__it-tts__asr", "whisper-base__it-tts__st"]
+    rows = _condition(conds[0], n, dis_x=dis_x)
+    rows += _condition(conds[1], n, rho_all=rho_it, dis_x=dis_x, seed=1)
+    rows += _condition(conds[2], n, rho_all=rho_it - 0.1, dis_x=dis_x, seed=2)
+    if en_tts:
+        rows += _condition("whisper-base__en-tts__asr", n, rho_all=0.6, dis_x=dis_x or (0.6, 0.55, 0.65),
+                           dis_h=(0.65, 0.6, 0.7), seed=3)
+    corr = CorrelationTable(rows)
+    mixing = [MixingRow(c, "whisper-base", "CA", "all layers", n, 0.5, 0.62, 0.12, 0.08, 0.16, 0.1, 0.05, 0.15)
+              for c in conds]
+    dels = DeletionTable(_deletion(conds[0], n, AGREE))
     reducers = pd.DataFrame([dict(condition="c", reducer=r, rho=v, auc=a) for r, v, a in
                              [("max2d", 0.5, 55), ("mean2d", 0.4, 50), ("max_mel_mean_time", 0.45, 52)]])
     quality = pd.DataFrame([{"model": "whisper-base", "set": "en-real", "task": "ASR", "language": "en",
                              "speech": "real", "WER (%)": 5.0}])
-    return corr, mixing, deletion, reducers, quality
+    return corr, mixing, dels, reducers, quality
 
 
 def test_claims_hold_on_a_table_built_to_agree():
-    out = report.claims_table(*_tables(rho_it=0.45)).set_index("claim")
-    for claim in ("single_heads", "averaging", "last_layers", "half", "rho_h", "gain", "it_st", "deletion", "reducer"):
+    out = report.claims_table(*_tables(), n_bootstrap=300).set_index("claim")
+    for claim in ("single_heads", "averaging", "last_layers", "half", "rho_h", "gain", "it_st", "deletion",
+                  "reducer"):
         assert out.loc[claim, "verdict"] == "holds", (claim, out.loc[claim].to_dict())
-    assert "0.50" in out.loc["half", "ours (raw)"] and "0.75" in out.loc["half", "ours (disattenuated)"]
+    assert "0.60 [0.55, 0.65] (n=12)" in out.loc["half", "ours (corrected)"]
     assert out.loc["wer", "ours (raw)"].endswith("5.0")
-    assert "layer 2 of 2" in out.loc["last_layers", "ours (raw)"]      # layers print 1-based
+    assert "best layer 2 of 2" in out.loc["last_layers", "ours (raw)"]      # layers print 1-based
+    assert "chosen on whisper-base__en-real__asr" in out.loc["best_rho_x", "ours (raw)"]
+    assert "Spearman" in out.loc["half", "ours (raw)"] and "pooled" in out.loc["half", "ours (raw)"]
+    assert "CA +" in out.loc["deletion", "ours (corrected)"]   # gap against the same-shape floor
 
 
-def test_claims_fail_when_the_numbers_disagree():
-    out = report.claims_table(*_tables(rho_it=0.9)).set_index("claim")
-    assert out.loc["it_st", "verdict"] == "does not hold"
-    assert out.loc["half", "verdict"] == "partly"
+@pytest.mark.parametrize("dis, outcome", [
+    ((0.55, 0.50, 0.60), "holds"),
+    ((0.30, 0.25, 0.35), "holds, smaller than the study"),
+    ((0.80, 0.70, 0.90), "holds, larger than the study"),
+    ((0.10, -0.05, 0.25), "undecided"),
+    ((-0.30, -0.40, -0.20), "does not hold"),
+])
+def test_each_outcome_of_the_half_claim_on_hand_made_intervals(dis, outcome):
+    out = report.claims_table(*_tables(dis_x=dis), n_bootstrap=100).set_index("claim")
+    assert out.loc["half", "verdict"] == outcome
+
+
+def test_below_eight_utterances_nothing_is_decided():
+    out = report.claims_table(*_tables(n=3), n_bootstrap=100).set_index("claim")
+    for claim in ("single_heads", "averaging", "last_layers", "half", "rho_h", "gain", "deletion", "reducer"):
+        assert out.loc[claim, "verdict"] == "not testable at this size", claim
+    assert "no interval below 8 utterances" in out.loc["half", "ours (corrected)"]
+
+
+def test_language_and_task_compare_like_with_like():
+    out = report.claims_table(*_tables(en_tts=False), n_bootstrap=100).set_index("claim")
+    assert "no whisper-base__en-tts__asr saliency" in out.loc["it_st", "ours (raw)"]
+    assert "same audio" in out.loc["it_st", "ours (raw)"]
+    out = report.claims_table(*_tables(rho_it=0.9), n_bootstrap=100).set_index("claim")
+    assert "language (whisper-base): does not hold" in out.loc["it_st", "verdict"]
 
 
 def test_save_table_writes_csv_and_markdown(tmp_path):
@@ -59,21 +127,23 @@ def test_save_table_writes_csv_and_markdown(tmp_path):
 def test_report_markdown_lists_claims_and_tables(tmp_path):
     from crossattn_saliency import config
 
-    claims = report.claims_table(*_tables(rho_it=0.9))
+    claims = report.claims_table(*_tables(rho_it=0.9), n_bootstrap=100)
     report.save_table(pd.DataFrame({"x": [1]}), tmp_path / "quality", title="Q")
     text = report.report_markdown(config.get_profile("smoke"), claims, tmp_path)
-    assert "## The claims" in text and "| claim | study |" in text and "do not (fully) hold" in text
-    assert "**it_st** (does not hold)" in text
+    assert "## The claims" in text and "| claim | study |" in text and "do not (clearly) hold" in text
+    assert "**it_st** (language (whisper-base): does not hold" in text
     assert "| x |" in text and "table `deletion` not produced" in text
 
 
 def test_report_method_text_comes_from_the_profile(tmp_path):
     from crossattn_saliency import config
 
-    claims = report.claims_table(*_tables(rho_it=0.45))
+    claims = report.claims_table(*_tables(), n_bootstrap=100)
     p = config.get_profile("smoke")
     a = report.report_markdown(p, claims, tmp_path)
     b = report.report_markdown(p.with_overrides(reducer="mean2d", spes_perturbations=777), claims, tmp_path)
     method = lambda text: text.split("## How these numbers were made")[1].split("## The claims")[0]  # noqa: E731
     assert "2D max pooling" in method(a) and "2D mean pooling" in method(b) and "2D max pooling" not in method(b)
     assert "777 perturbations" in b
+    c = report.report_markdown(p.with_overrides(min_utterances=5, null_permutations=11), claims, tmp_path)
+    assert "from 5 utterances on" in method(c) and "11 permutations" in method(c)

@@ -197,6 +197,16 @@ class Profile:
     convergence_budget: int = 20000
     #: bootstrap resamples for confidence intervals
     n_bootstrap: int = 1000
+    #: fewer utterances than this: values without intervals, verdicts "not testable at this size"
+    min_utterances: int = 8
+    #: reference noise: random splits of the perturbations for the split-half reliability, score
+    #: permutations for its null (and the null of rho), and the corrected reliability below which a
+    #: disattenuated value is "not estimable"
+    reliability_splits: int = 8
+    null_permutations: int = 8
+    reliability_floor: float = 0.3
+    #: deletion: seeded draws of each matched random floor (random encoder columns, random SLIC segments)
+    deletion_floor_draws: int = 3
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -259,6 +269,9 @@ PROFILES: dict[str, Profile] = {
         convergence_utterances=1,
         convergence_budget=64,
         n_bootstrap=100,
+        reliability_splits=2,
+        null_permutations=2,
+        deletion_floor_draws=2,
         gradient_steps=2,
         gradient_batch_size=4,
         # seconds per notebook: gradients on the encoder grid only (input-grid kinds are
@@ -302,6 +315,9 @@ PROFILES: dict[str, Profile] = {
         convergence_utterances=4,
         convergence_budget=20000,
         n_bootstrap=2000,
+        reliability_splits=16,
+        null_permutations=16,
+        deletion_floor_draws=5,
     ),
 }
 

@@ -215,16 +215,71 @@ def _targets(items: list[Explained], targets: Sequence[str] | None) -> list[str]
     return [t for t in (targets or [k.name for k in kinds.REGISTRY.values() if k.reference]) if t in have]
 
 
+def reference_noise(profile: Profile, cond: Condition, item: Explained, target: str, reducer: str | None,
+                    normalization: str = "token_z") -> Any:
+    """The noise of one utterance's reference map (:class:`~.reliability.ReferenceNoise`):
+    split-half reliability over ``profile.reliability_splits`` random splits of its
+    perturbations and under ``profile.null_permutations`` score permutations (the null),
+    plus the null maps on the comparison grid. Rebuilt from the stored per-perturbation
+    scores (no forward pass) and stored (``noise/<target>``).
+
+    A reference stored without per-perturbation scores falls back to its one alternating
+    split with a null of 0 (a warning says so)."""
+    from . import reliability
+    from .config import derive_seed
+
+    e = item[target]
+    red = reducer if e.grid == "input" else None
+    if e.design is None:
+        import warnings
+
+        warnings.warn(f"{target} {item.utt.utt_id} kept no per-perturbation scores: reliability from one split, "
+                      "no null correction (recompute the map to correct it)", stacklevel=2)
+        a, b = e.require_halves()
+        r = reliability.split_half_reliability(a, b, red, normalization)
+        full = e.map()
+        return reliability.ReferenceNoise(np.array([r]), np.array([0.0]),
+                                          (compare_grid(full, red),))
+    seed = derive_seed(profile.seed, item.utt.utt_id, target, "noise")
+    params = {"target": target, "reducer": red, "normalization": normalization,
+              "splits": profile.reliability_splits, "permutations": profile.null_permutations, "seed": seed,
+              "reference": e.provenance.get("params")}
+
+    def compute() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        nz = reliability.reference_noise(e.resample, e.design, red, normalization, profile.reliability_splits,
+                                         profile.null_permutations, seed)
+        return ({"r_half_splits": nz.r_half_splits, "r_half_null": nz.r_half_null,
+                 "null_maps": np.stack(nz.null_maps).astype(np.float32)},
+                {"token_ids": [int(t) for t in e.token_ids]})
+
+    arrays, _ = store(profile).fetch_arrays(f"noise/{target}", f"{cond.name}/{kinds.file_id(item.utt.utt_id)}/"
+                                            f"{red or 'none'}-{normalization}", params, compute,
+                                            identity={"token_ids": [int(t) for t in e.token_ids]})
+    return reliability.ReferenceNoise(arrays["r_half_splits"], arrays["r_half_null"],
+                                      tuple(np.asarray(m, dtype=np.float64) for m in arrays["null_maps"]))
+
+
+def compare_grid(m: np.ndarray, reducer: str | None) -> np.ndarray:
+    """A map on the comparison grid: reduced to encoder positions when ``reducer`` is given."""
+    from . import compare
+
+    return compare.reduce_to_encoder_grid(m, reducer) if reducer else np.asarray(m, dtype=np.float64)
+
+
 def correlation(profile: Profile, cond: Condition, items: list[Explained], reducer: str = "max2d",
                 normalization: str = "token_z", kind_names: Sequence[str] | None = None,
                 targets: Sequence[str] | None = None, views: Sequence[View] | None = None) -> CorrelationTable:
     """rho(explanation, reference) for every explanation kind, view and reference (SM_X, SM_H).
 
-    Every map is brought to the encoder grid (input-grid maps by ``reducer``); the
-    references' two halves give their split-half reliability, the noise ceiling and
-    the disattenuated rho. ``views`` restricts the views of layered kinds.
+    Every map is brought to the encoder grid (input-grid maps by ``reducer``). Per
+    utterance: Pearson and Spearman rho, rho against the reference's permutation-null maps,
+    and the reference's split-half reliability over random splits and under the null
+    (:func:`reference_noise`). Per condition (:func:`~.reliability.corrected_correlation`):
+    Fisher-z means, the null-corrected rho, the corrected reliability and the disattenuated
+    rho, with bootstrap intervals over utterances from ``profile.min_utterances`` on.
+    ``views`` restricts the views of layered kinds.
     """
-    from . import compare, reliability
+    from . import compare, reliability, verdicts
 
     if not items:
         return CorrelationTable()
@@ -234,64 +289,98 @@ def correlation(profile: Profile, cond: Condition, items: list[Explained], reduc
     for target in tnames:
         tmaps = [it[target] for it in items]
         t_reduce = reducer if tmaps[0].grid == "input" else None
-        full = [t.map() for t in tmaps]
-        halves = [t.require_halves() for t in tmaps]
+        noise = [reference_noise(profile, cond, it, target, reducer, normalization) for it in items]
+        red = [compare_grid(t.map(), t_reduce) for t in tmaps]
         for name in names:
             first = items[0][name]
             for view in (views if (views is not None and first.layered) else first.views()):
                 emaps = [it[name].on_encoder_grid(view, reducer) for it in items]
-                tab = reliability.reliability_table(emaps, full, [h[0] for h in halves], [h[1] for h in halves],
-                                                    reduce=t_reduce, normalization=normalization,
-                                                    n_bootstrap=profile.n_bootstrap, seed=profile.seed)
-                red = [compare.reduce_to_encoder_grid(m, t_reduce) if t_reduce else m for m in full]
+                pe = compare.correlate(emaps, red, method="pearson", normalization=normalization,
+                                       n_bootstrap=1, seed=profile.seed)
                 sp = compare.correlate(emaps, red, method="spearman", normalization=normalization,
-                                       n_bootstrap=10, seed=profile.seed)
+                                       n_bootstrap=1, seed=profile.seed)
+                cc = reliability.corrected_correlation(
+                    pe.per_utterance, [nz.rho_null(e, normalization) for nz, e in zip(noise, emaps)],
+                    [nz.r_half for nz in noise], [nz.r_half_0 for nz in noise], floor=profile.reliability_floor,
+                    n_bootstrap=profile.n_bootstrap, seed=profile.seed, min_utterances=profile.min_utterances)
                 rows.append(CorrelationRow(
                     condition=cond.name, model=cond.model, set=cond.dataset, task=cond.task, kind=name,
                     view=view, n_layers=first.n_layers, target=target,
-                    reducer=t_reduce or "-", normalization=normalization, utterances=tab.n_utterances,
-                    rho=tab.rho[0], rho_lo=tab.rho[1], rho_hi=tab.rho[2], rho_pooled=tab.pooled_rho,
-                    spearman=sp.mean, reliability=tab.reliability[0], ceiling=tab.ceiling[0],
-                    rho_disattenuated=tab.disattenuated[0], dis_lo=tab.disattenuated[1],
-                    dis_hi=tab.disattenuated[2]))
+                    reducer=t_reduce or "-", normalization=normalization, utterances=len(items),
+                    rho=cc.rho.value, rho_lo=cc.rho.lo, rho_hi=cc.rho.hi, rho_pooled=pe.pooled,
+                    spearman=verdicts.fisher_mean(sp.per_utterance), reliability=cc.reliability,
+                    ceiling=float(reliability.noise_ceiling(cc.reliability)) if np.isfinite(cc.reliability)
+                    else float("nan"),
+                    rho_disattenuated=cc.disattenuated.value, dis_lo=cc.disattenuated.lo, dis_hi=cc.disattenuated.hi,
+                    rho_null=float(np.nanmean(cc.rho_null_per_utterance)), rho_corrected=cc.rho_corrected.value,
+                    r_half=float(np.nanmean(cc.r_half_per_utterance)),
+                    r_half_null=float(np.nanmean(cc.r_half_null_per_utterance)),
+                    rho_per_utterance=tuple(float(v) for v in pe.per_utterance)))
     return CorrelationTable(rows)
 
 
 def context_mixing(profile: Profile, cond: Condition, items: list[Explained], kind: str = "CA",
-                   view: View = View("all"), reducer: str = "max2d") -> MixingRow:
-    """The context-mixing gain rho(E, SM_H) - rho(E, SM_X) of one explanation view, raw and
-    disattenuated, with paired bootstrap intervals over utterances."""
-    from . import reliability
+                   view: View = View("all"), reducer: str = "max2d", corr: CorrelationTable | None = None) -> MixingRow:
+    """The context-mixing gain rho(E, SM_H) - rho(E, SM_X) of one explanation view, raw
+    (difference of Fisher-z means) and disattenuated (each side null-corrected and divided
+    by its own reference's corrected reliability), with paired bootstrap intervals over
+    utterances from ``profile.min_utterances`` on (NaN where a reference is not estimable)."""
+    from . import reliability, verdicts
 
-    emaps = [it[kind].on_encoder_grid(view, reducer) for it in items]
-    tabs = {}
-    for target in ("SM_X", "SM_H"):
-        t = [it[target] for it in items]
-        tabs[target] = reliability.reliability_table(
-            emaps, [m.map() for m in t], [m.require_halves()[0] for m in t], [m.require_halves()[1] for m in t],
-            reduce=reducer if t[0].grid == "input" else None, n_bootstrap=profile.n_bootstrap, seed=profile.seed)
-    gain = reliability.compare_reliability_tables(tabs["SM_H"], tabs["SM_X"], n_bootstrap=profile.n_bootstrap,
-                                                  seed=profile.seed)
+    corr = corr if corr is not None else correlation(profile, cond, items, reducer, profile.normalization,
+                                                     kind_names=[kind], views=[view])
+    rx, rh = corr.get(cond.name, kind, "SM_X", view), corr.get(cond.name, kind, "SM_H", view)
+    raw = verdicts.paired_estimate(rh.rho_per_utterance, rx.rho_per_utterance, average="fisher",
+                                   n_bootstrap=profile.n_bootstrap, seed=profile.seed,
+                                   min_utterances=profile.min_utterances)
+    # per-utterance corrected values of each side, from the same noise records
+    sides = {}
+    for target, row in (("SM_X", rx), ("SM_H", rh)):
+        e_red = [it[kind].on_encoder_grid(view, reducer) for it in items]
+        noise = [reference_noise(profile, cond, it, target, reducer, profile.normalization) for it in items]
+        sides[target] = (np.asarray(row.rho_per_utterance),
+                         np.array([nz.rho_null(e, profile.normalization) for nz, e in zip(noise, e_red)]),
+                         np.array([nz.r_half for nz in noise]), np.array([nz.r_half_0 for nz in noise]))
+
+    def dis(rows: Any) -> float:
+        out = []
+        for target in ("SM_H", "SM_X"):
+            rho, rho0, rh_, rh0 = (v[rows] for v in sides[target])
+            out.append(reliability.corrected_correlation(rho, rho0, rh_, rh0, floor=profile.reliability_floor,
+                                                         n_bootstrap=1, min_utterances=10 ** 9).disattenuated.value)
+        return out[0] - out[1]
+
+    n = len(items)
+    est = dis(np.arange(n))
+    lo = hi = float("nan")
+    if n >= profile.min_utterances and np.isfinite(est):
+        from . import compare
+
+        boot = np.array([dis(row) for row in compare.bootstrap_indices(n, profile.n_bootstrap, profile.seed)])
+        boot = boot[np.isfinite(boot)]
+        if boot.size:
+            lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
     n_layers = items[0][kind].n_layers
     return MixingRow(condition=cond.name, model=cond.model, kind=kind, view=view.label(n_layers) if view else "map",
-                     utterances=len(items), rho_SM_X=tabs["SM_X"].rho[0], rho_SM_H=tabs["SM_H"].rho[0],
-                     gain=gain["raw"][0], gain_lo=gain["raw"][1], gain_hi=gain["raw"][2],
-                     gain_disattenuated=gain["disattenuated"][0], dis_lo=gain["disattenuated"][1],
-                     dis_hi=gain["disattenuated"][2])
+                     utterances=n, rho_SM_X=rx.rho, rho_SM_H=rh.rho, gain=raw.value, gain_lo=raw.lo, gain_hi=raw.hi,
+                     gain_disattenuated=float(est), dis_lo=lo, dis_hi=hi)
 
 
 # --------------------------------------------------------------------------- deletion
 
 
 def deletion_rankings(item: Explained, reducer: str = "max2d", reference_reducers: Sequence[str] = ("max2d",),
-                      seed: int = 0) -> dict[Ranking, np.ndarray]:
+                      seed: int = 0, floor_draws: int = 3) -> dict[Ranking, np.ndarray]:
     """The rankings of the input cells (``frames x mel``) that the deletion test compares.
 
     Per registered kind with ``deletion=True``: encoder-grid maps (layered kinds: all
     layers and heads) are spread back to the input grid; input-grid maps are pooled to the
     encoder grid by ``reducer`` (the references by each of ``reference_reducers``) and
-    spread back, and also used at full resolution. Plus a random ranking (the floor).
-    Maps are per-token normalized and averaged over tokens first.
+    spread back, and also used at full resolution. Maps are per-token normalized and
+    averaged over tokens first. Plus the random floors, ``floor_draws`` seeded draws of
+    each shape the explanations delete: random encoder columns (matched to expanded and
+    pooled maps), random SLIC segments of the utterance's SM_X run (matched to
+    full-resolution maps) and one single-cell ranking (the study's floor).
     """
     from . import compare, deletion
 
@@ -311,7 +400,14 @@ def deletion_rankings(item: Explained, reducer: str = "max2d", reference_reducer
             pooled = deletion.utterance_ranking_map(compare.reduce_to_encoder_grid(e.map(), r))
             out[Ranking(name, f"pooled {r}")] = compare.expand_to_input_grid(pooled, T, F)
         out[Ranking(name, "full")] = deletion.utterance_ranking_map(e.map())
-    out[Ranking("random", "random")] = deletion.random_ranking((T, F), seed=seed)
+    for d, s_ in enumerate(deletion.baseline_seeds(seed, u.utt_id, "columns", floor_draws)):
+        out[Ranking("random", f"columns {d + 1}")] = deletion.matched_random_ranking("expanded", T, F, s_)
+    sm_x = item.explanations.get("SM_X")
+    if sm_x is not None and sm_x.design is not None and any(r.variant == "full" for r in out):
+        for d, s_ in enumerate(deletion.baseline_seeds(seed, u.utt_id, "segments", floor_draws)):
+            out[Ranking("random", f"segments {d + 1}")] = deletion.matched_random_ranking(
+                "full", T, F, s_, labels=sm_x.design.labels)
+    out[Ranking("random", "cells")] = deletion.random_ranking((T, F), seed=seed)
     return out
 
 
@@ -337,8 +433,8 @@ def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer:
     chosen = items[:n] if n is not None else items
     out_lang = cond.language if cond.task == "transcribe" else "en"
     records = []
-    todo = [(it, r, m) for it in chosen for r, m in deletion_rankings(it, reducer, reference_reducers,
-                                                                               profile.seed).items()]
+    todo = [(it, r, m) for it in chosen for r, m in deletion_rankings(
+        it, reducer, reference_reducers, profile.seed, profile.deletion_floor_draws).items()]
     bar = tqdm(todo, desc=f"deletion {cond.name}", unit="curve", disable=not progress)
     intact: dict[str, str] = {}
     for it, rank, score in bar:
@@ -353,6 +449,7 @@ def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer:
 
         params = {"step": profile.deletion_step, "beam": profile.deletion_beam, "dtype": profile.model_dtype,
                   "max_new_tokens": "2 x hypothesis + 10", "seed": profile.seed, "reference": "intact decode",
+                  "ties": "seed per utterance and ranking",
                   "ranking": rank.key, "reducer": reducer,
                   "explanation": it[rank.kind].provenance.get("params") if rank.kind in it.explanations else None}
 
@@ -367,9 +464,10 @@ def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer:
                 # normalized WER as a fraction; raw text where normalization leaves nothing
                 return metrics.wer([ref], [hyp], out_lang, normalize=normalize) / 100.0
 
+            # ties (a partly deleted column or segment) broken by a seed of the ranking's own
             c = dl.deletion_curve(u.features, u.n_frames, score, decode_fn, reference, profile.deletion_step,
                                   occlusion_value=floor_value(u.features), wer_fn=wer_fn, progress=False,
-                                  seed=profile.seed)
+                                  seed=dl.baseline_seeds(profile.seed, u.utt_id, rank.key, 1)[0])
             return {"percents": [float(p) for p in c.percents], "wer": [float(w) for w in c.wer],
                     "n_deleted": [int(k) for k in c.n_deleted], "auc": float(c.auc), "texts": list(c.texts),
                     "reference_text": reference}

@@ -57,153 +57,212 @@ def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
-def _range(vals: Any) -> str:
-    vals = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
-    return "n/a" if not vals else (f"{min(vals):.2f}" if len(vals) == 1 else f"{min(vals):.2f} to {max(vals):.2f}")
-
-
-def _verdict(ok: bool | None, partly: bool = False) -> str:
-    if ok is None:
-        return "not testable here"
-    return "holds" if ok else ("partly" if partly else "does not hold")
-
-
 REDUCER_TEXT = {"max2d": "2D max pooling", "mean2d": "2D mean pooling",
                 "max_mel_mean_time": "max over mel bins and mean over time"}
 NORMALIZATION_TEXT = {"token_z": "per-token z-scored", "map_z": "z-scored per map", "none": "unnormalized"}
 
+#: the study's ranges the verdicts test against (PAPER.md)
+STUDY_RANGES = {"best_rho_x": (0.45, 0.70), "half": (0.45, 0.64), "rho_h": (0.52, 0.75), "gain": (0.03, 0.18)}
 
-def _verdict_rows(x: Any, name: str) -> Any:
-    return x[x["view_kind"] == name]
+
+def _combine(per_condition: dict[str, str]) -> str:
+    """One verdict over conditions: the common one, or each condition's."""
+    vals = list(dict.fromkeys(per_condition.values()))
+    if len(vals) == 1:
+        return vals[0]
+    return "; ".join(f"{c}: {v}" for c, v in per_condition.items())
+
+
+def _row_estimate(row: Any, corrected: bool, min_utterances: int) -> Any:
+    """A correlation row as an :class:`~.verdicts.Estimate`: the disattenuated value where the
+    reference is reliable enough (``corrected``), else the null-corrected rho without interval."""
+    from .verdicts import Estimate
+
+    nan = float("nan")
+    few = row.utterances < min_utterances  # no interval below the minimum, whatever the row carries
+    if corrected and np.isfinite(row.rho_disattenuated):
+        return Estimate(row.rho_disattenuated, nan if few else row.dis_lo, nan if few else row.dis_hi,
+                        row.utterances, "disattenuated", min_utterances)
+    if corrected:
+        return Estimate(nan, nan, nan, row.utterances, "not estimable (reference reliability below the floor)",
+                        min_utterances)
+    return Estimate(row.rho, nan if few else row.rho_lo, nan if few else row.rho_hi, row.utterances,
+                    "Fisher z mean", min_utterances)
 
 
 def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: Any, kind: str = "CA",
-                 reducer: str = "max2d") -> Any:
-    """The study's claims next to our figures, each with a verdict.
+                 reducer: str = "max2d", n_bootstrap: int = 1000, seed: int = 0,
+                 min_utterances: int | None = None) -> Any:
+    """The study's claims next to our figures, each with a four-outcome verdict.
 
     Parameters
     ----------
-    corr : :class:`~.tables.CorrelationTable` (reducer ``reducer``) of every condition.
-    mixing : :class:`~.tables.MixingRow` objects (or their frame) of ``kind``, view "all layers".
-    deletion : :class:`~.tables.DeletionTable` (or a frame with ``condition``,
-        ``explanation``, ``auc``).
+    corr : :class:`~.tables.CorrelationTable` (reducer ``reducer``) of every saliency condition.
+    mixing : :class:`~.tables.MixingRow` objects of ``kind``, view "all layers".
+    deletion : :class:`~.tables.DeletionTable`.
     reducers : frame with ``condition``, ``reducer``, ``rho``, ``auc``.
     quality : ``pipeline.quality_table`` output.
     kind : the attention kind the claims are about (the study: plain cross-attention).
+    n_bootstrap, seed, min_utterances : as in the profile.
 
     Returns
     -------
-    ``pandas.DataFrame`` with columns ``claim``, ``study``, ``ours (raw)``,
-    ``ours (disattenuated)``, ``verdict`` (judged on raw values; the
-    disattenuated column says whether noise in the reference changes it).
-    Layers print 1-based ("layer 4 of 4").
+    ``pandas.DataFrame`` with columns ``claim``, ``study``, ``compared`` (which
+    conditions, like with like), ``ours (raw)``, ``ours (corrected)`` (null-corrected and
+    disattenuated), ``verdict`` (:mod:`.verdicts`: holds / holds, smaller or larger than
+    the study / does not hold / undecided / not testable at this size), decided on the
+    corrected values with their intervals. Layers print 1-based ("layer 4 of 4").
     """
     import pandas as pd
 
-    from .tables import frame
+    from . import verdicts as V
+    from .explanations import View
 
-    df = corr.to_frame() if hasattr(corr, "to_frame") else corr
-    df = df[df["kind"] == kind]
-    mixing = mixing if hasattr(mixing, "columns") else frame(mixing)
-    mixing = mixing[mixing["kind"] == kind] if "kind" in mixing else mixing
-    rows = []
-    x = df[df["target"] == "SM_X"]
-    h = df[df["target"] == "SM_H"]
-    conds = list(dict.fromkeys(df["condition"]))
+    mu = V.MIN_UTTERANCES if min_utterances is None else int(min_utterances)
+    kw = dict(n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
+    conds = list(dict.fromkeys(r.condition for r in corr.rows if r.kind == kind))
+    rows: list[dict[str, Any]] = []
 
-    def view(d: Any, name: str) -> Any:
-        return d[d["view_kind"] == name].set_index("condition")
+    def per_utt(c: str, target: str, view_kind: str) -> tuple[list[Any], np.ndarray]:
+        rs = corr.select(kind, target, view_kind, c)
+        return rs, np.array([r.rho_per_utterance for r in rs], dtype=np.float64)  # views x utterances
 
-    heads, layers = _verdict_rows(x, "head"), _verdict_rows(x, "layer")
-    allx, allh = view(x, "all"), view(h, "all")
-
-    # 1-2: single heads vs averages
-    med = heads.groupby("condition")["rho"].median()
-    spread = heads.groupby("condition")["rho"].agg(lambda s: s.max() - s.min())
-    med_d = heads.groupby("condition")["rho_disattenuated"].median()
-    rows.append(dict(claim="single_heads",
-                     ours="; ".join(f"{c}: median head {_fmt(med[c])} (spread {_fmt(spread[c])}) vs all layers "
-                                    f"{_fmt(allx.loc[c, 'rho'])}" for c in conds),
-                     dis="; ".join(f"{c}: median head {_fmt(med_d[c])}" for c in conds),
-                     verdict=_verdict(all(med[c] < allx.loc[c, "rho"] for c in conds))))
-    mean_head = heads.groupby("condition")["rho"].mean()
-    up = [allx.loc[c, "rho"] > mean_head[c] for c in conds]
-    rows.append(dict(claim="averaging", ours="; ".join(f"{c}: mean head {_fmt(mean_head[c])} -> all layers "
-                                                       f"{_fmt(allx.loc[c, 'rho'])}" for c in conds),
-                     dis="; ".join(f"{c}: {_fmt(allx.loc[c, 'rho_disattenuated'])}" for c in conds),
-                     verdict=_verdict(all(up), partly=any(up))))
-    # 3: best layer (1-based)
-    best, late = [], []
+    # 1-2: single heads vs the average of all heads
+    v1, v2, t1, t2 = {}, {}, [], []
     for c in conds:
-        lc = layers[layers["condition"] == c]
-        n_layers = int(lc["layer"].max())
-        b = int(lc["layer"].iloc[int(np.argmax(lc["rho"].to_numpy()))])
-        best.append(f"{c}: layer {b} of {n_layers}")
-        late.append(b > n_layers / 2)
-    rows.append(dict(claim="last_layers", ours="; ".join(best), dis="",
-                     verdict=_verdict(all(late), partly=any(late))))
-    # 4: best aggregate per model
-    agg = x[x["view_kind"].isin(["all", "alignment", "last", "layer"])]
-    per_model, per_model_d = [], []
-    for model, d in agg.groupby("model"):
-        i = d["rho"].idxmax()
-        per_model.append(f"{model}: {_fmt(d.loc[i, 'rho'])} ({d.loc[i, 'view']}, {d.loc[i, 'condition']})")
-        per_model_d.append(f"{model}: {_fmt(d.loc[i, 'rho_disattenuated'])}")
-    bests = agg.groupby("model")["rho"].max()
-    rows.append(dict(claim="best_rho_x", ours="; ".join(per_model), dis="; ".join(per_model_d),
-                     verdict=_verdict(bool(((bests >= 0.45) & (bests <= 0.7)).all()),
-                                      partly=bool(((bests >= 0.45) & (bests <= 0.7)).any()))))
-    # 5-6: ranges
-    rx, rxd = allx["rho"], allx["rho_disattenuated"]
-    in5 = (rx >= 0.45) & (rx <= 0.64)
-    rows.append(dict(claim="half", ours=f"all layers, over conditions: {_range(rx)}",
-                     dis=f"{_range(rxd)} (ceiling {_range(allx['ceiling'])})",
-                     verdict=_verdict(bool(in5.all()), partly=bool(in5.any()))))
-    rh, rhd = allh["rho"], allh["rho_disattenuated"]
-    in6 = (rh >= 0.52) & (rh <= 0.75)
-    rows.append(dict(claim="rho_h", ours=f"all layers, over conditions: {_range(rh)}",
-                     dis=f"{_range(rhd)} (ceiling {_range(allh['ceiling'])})",
-                     verdict=_verdict(bool(in6.all()), partly=bool(in6.any()))))
-    # 7: gain
-    g = mixing["gain"]
-    rows.append(dict(claim="gain", ours="; ".join(f"{r.condition}: {r.gain:+.2f} [{r.gain_lo:+.2f}, {r.gain_hi:+.2f}]"
-                                                  for r in mixing.itertuples()),
-                     dis="; ".join(f"{r.condition}: {r.gain_disattenuated:+.2f}" for r in mixing.itertuples()),
-                     verdict=_verdict(bool((g > 0).all()), partly=bool((g > 0).any()))))
-    # 8: Italian / ST vs English ASR (the multilingual model)
-    multi = [c for c in conds if "__en-real__asr" in c and not c.startswith("whisper-tiny")]
-    other = [c for c in conds if ("__it-" in c or c.endswith("__st")) and not c.startswith("whisper-tiny")]
-    if multi and other:
-        en = allx.loc[multi[0], "rho"]
-        lower = [allx.loc[c, "rho"] < en for c in other]
-        rows.append(dict(claim="it_st", ours=f"{multi[0]}: {_fmt(en)}; " +
-                         "; ".join(f"{c}: {_fmt(allx.loc[c, 'rho'])}" for c in other),
-                         dis=f"{multi[0]}: {_fmt(allx.loc[multi[0], 'rho_disattenuated'])}; " +
-                         "; ".join(f"{c}: {_fmt(allx.loc[c, 'rho_disattenuated'])}" for c in other),
-                         verdict=_verdict(all(lower), partly=any(lower))))
-    else:
-        rows.append(dict(claim="it_st", ours="n/a", dis="", verdict=_verdict(None)))
-    # 9: deletion
-    dd = deletion.to_frame() if hasattr(deletion, "to_frame") else deletion
-    d = dd.groupby("explanation")["auc"].mean()
-    keys = [kind, f"SM_X pooled {reducer}", "SM_X full", "random"]
-    if all(k in d for k in keys[:3]):
-        ok = d[keys[0]] < d[keys[1]] < d[keys[2]]
-        rows.append(dict(claim="deletion", ours=" / ".join(f"{k} {d[k]:.1f}" for k in keys if k in d), dis="",
-                         verdict=_verdict(bool(ok), partly=bool(d[keys[0]] < d[keys[2]]))))
-    # 10: reducers
+        heads, hv = per_utt(c, "SM_X", "head")
+        allr = corr.get(c, kind, "SM_X", View("all"))
+        a = np.asarray(allr.rho_per_utterance)
+        e1 = V.paired_estimate(a, np.median(hv, axis=0), average="mean", **kw)
+        e2 = V.paired_estimate(a, hv.mean(axis=0), average="mean", **kw)
+        v1[c], v2[c] = V.judge(e1), V.judge(e2)
+        spread = float(np.max([r.rho for r in heads]) - np.min([r.rho for r in heads]))
+        t1.append(f"{c}: all layers minus median head {e1.text('+.2f')} (head spread {spread:.2f})")
+        t2.append(f"{c}: all layers minus mean head {e2.text('+.2f')}")
+    rows.append(dict(claim="single_heads", compared="every head vs all layers, same utterances",
+                     ours="; ".join(t1), dis="", verdict=_combine(v1)))
+    rows.append(dict(claim="averaging", compared="mean head vs all layers, same utterances",
+                     ours="; ".join(t2), dis="", verdict=_combine(v2)))
+    # 3: the last layers: rho of the last half of the layers minus the first half, per utterance
+    v3, t3 = {}, []
+    for c in conds:
+        layers, lv = per_utt(c, "SM_X", "layer")
+        n_layers = len(layers)
+        late = np.array([r.view.layer >= n_layers / 2 for r in layers])
+        e = V.paired_estimate(lv[late].mean(0), lv[~late].mean(0), average="mean", **kw)
+        best = layers[int(np.nanargmax([r.rho for r in layers]))]
+        v3[c] = V.judge(e)
+        t3.append(f"{c}: best {best.view.label(n_layers)}; last half minus first half {e.text('+.2f')}")
+    rows.append(dict(claim="last_layers", compared="layers of one model, same utterances", ours="; ".join(t3),
+                     dis="", verdict=_combine(v3)))
+    # 4: best aggregate, chosen on one condition per model and reported on the others
+    v4, t4, d4 = {}, [], []
+    aggs = ("all", "last", "alignment", "layer")
+    by_model: dict[str, list[str]] = {}
+    for c in conds:
+        by_model.setdefault(next(r.model for r in corr.rows if r.condition == c), []).append(c)
+    for model, cs in by_model.items():
+        pick = max((r for r in corr.rows if r.condition == cs[0] and r.kind == kind and r.target == "SM_X"
+                    and r.view is not None and r.view.kind in aggs), key=lambda r: r.rho)
+        shown = cs[1:] or cs[:1]
+        for c in shown:
+            r = corr.get(c, kind, "SM_X", pick.view)
+            e = _row_estimate(r, True, mu)
+            v4[c] = V.judge(e, STUDY_RANGES["best_rho_x"])
+            t4.append(f"{c}: {pick.view.label(pick.n_layers)} (chosen on {cs[0]}"
+                      f"{'; same condition, optimistic' if c == cs[0] else ''}): {_fmt(r.rho)}")
+            d4.append(f"{c}: {e.text()}")
+    rows.append(dict(claim="best_rho_x", compared="view chosen on one condition, reported on the others",
+                     ours="; ".join(t4), dis="; ".join(d4), verdict=_combine(v4)))
+    # 5-6: ranges of rho(all layers, SM_X / SM_H)
+    for claim, target in (("half", "SM_X"), ("rho_h", "SM_H")):
+        vs, tr, td = {}, [], []
+        for c in conds:
+            r = corr.get(c, kind, target, View("all"))
+            e = _row_estimate(r, True, mu)
+            vs[c] = V.judge(e, STUDY_RANGES[claim])
+            tr.append(f"{c}: {_row_estimate(r, False, mu).text()} (Spearman {_fmt(r.spearman)}, "
+                      f"pooled {_fmt(r.rho_pooled)})")
+            td.append(f"{c}: {e.text()} (null rho {_fmt(r.rho_null)}, reliability {_fmt(r.reliability)})")
+        rows.append(dict(claim=claim, compared=f"all layers vs {target}, per condition", ours="; ".join(tr),
+                         dis="; ".join(td), verdict=_combine(vs)))
+    # 7: context-mixing gain
+    mixing = [m for m in mixing if getattr(m, "kind", kind) == kind]
+    vg, tg, dg = {}, [], []
+    nan = float("nan")
+    for m in mixing:
+        few = m.utterances < mu  # no interval below the minimum, whatever the row carries
+        raw = V.Estimate(m.gain, nan if few else m.gain_lo, nan if few else m.gain_hi, m.utterances,
+                         "paired Fisher z difference", mu)
+        dis = V.Estimate(m.gain_disattenuated, nan if few else m.dis_lo, nan if few else m.dis_hi, m.utterances,
+                         "disattenuated", mu)
+        vg[m.condition] = V.judge(dis, STUDY_RANGES["gain"])
+        tg.append(f"{m.condition}: {raw.text('+.2f')}")
+        dg.append(f"{m.condition}: {dis.text('+.2f')}")
+    rows.append(dict(claim="gain", compared="rho with SM_H minus with SM_X, same utterances", ours="; ".join(tg),
+                     dis="; ".join(dg), verdict=_combine(vg) if vg else V.UNTESTABLE))
+    # 8: language (en-tts vs it-tts, ASR, one model) and task (it-tts ASR vs ST, same audio)
+    t8, v8 = [], {}
+    by_name = {c: c.split("__") for c in conds}
+    for c, (model, dset, task) in by_name.items():
+        if dset.startswith("it-") and task == "asr":
+            en = f"{model}__en-{dset.split('-', 1)[1]}__asr"
+            if en in conds:
+                a = np.asarray(corr.get(en, kind, "SM_X", View("all")).rho_per_utterance)
+                b = np.asarray(corr.get(c, kind, "SM_X", View("all")).rho_per_utterance)
+                e = V.set_estimate(b, average="fisher", **kw)
+                f = V.set_estimate(a, average="fisher", **kw)
+                diff = V.Estimate(e.value - f.value, float("nan"), float("nan"), min(e.n, f.n),
+                                  "difference of Fisher means (different utterances, different voices)", mu)
+                v8[f"language ({model})"] = V.UNTESTABLE if not (e.has_interval and f.has_interval) else (
+                    V.FAILS if e.lo > f.hi else V.HOLDS if e.hi < f.lo else V.UNDECIDED)
+                t8.append(f"language, {en} vs {c} (synthetic voices differ): {f.text()} vs {e.text()}")
+            else:
+                v8[f"language ({model})"] = V.UNTESTABLE
+                t8.append(f"language: no {en} saliency in this profile")
+            st = f"{model}__{dset}__st"
+            if st in conds:
+                a = np.asarray(corr.get(c, kind, "SM_X", View("all")).rho_per_utterance)
+                b = np.asarray(corr.get(st, kind, "SM_X", View("all")).rho_per_utterance)
+                if a.size == b.size:
+                    e = V.paired_estimate(b, a, average="fisher", **kw)
+                    v8[f"task ({model})"] = V.judge(e, direction=-1)
+                    t8.append(f"task, {st} minus {c} (same audio): {e.text('+.2f')}")
+    rows.append(dict(claim="it_st", compared="language on synthetic speech; task on the same audio",
+                     ours="; ".join(t8) or "n/a", dis="", verdict=_combine(v8) if v8 else V.UNTESTABLE))
+    # 9: deletion: order of AUCs (paired per utterance) and each explanation against its matched floor
+    df = deletion.to_frame()
+    keys = [kind, f"SM_X pooled {reducer}", "SM_X full"]
+    vd, td = {}, []
+    for c in dict.fromkeys(df["condition"]):
+        d = df[df["condition"] == c].pivot_table(index="utterance", columns="explanation", values="auc")
+        if not all(k in d for k in keys):
+            continue
+        diffs = [V.paired_estimate(d[b], d[a], average="mean", **kw) for a, b in zip(keys, keys[1:])]
+        vd[c] = V.judge_order(diffs)
+        td.append(f"{c}: " + " / ".join(f"{k} {d[k].mean():.1f}" for k in keys))
+    gaps = deletion.gaps(n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
+    dgap = "; ".join(f"{g['condition']}: {g['explanation']} {g['gap']:+.1f} vs {g['floor']} ({g['faithful']})"
+                     for g in gaps if g["explanation"] in keys)
+    rows.append(dict(claim="deletion", compared="AUCs on the same utterances; each against its same-shape floor",
+                     ours="; ".join(td) or "n/a", dis=dgap, verdict=_combine(vd) if vd else V.UNTESTABLE))
+    # 10: reducers (means over utterances; no interval)
     rr = reducers.groupby("reducer")[["rho", "auc"]].mean()
+    n_red = min((r.utterances for r in corr.rows), default=0)
     best_rho, best_auc = rr["rho"].idxmax(), rr["auc"].idxmax()
-    rows.append(dict(claim="reducer", ours="; ".join(f"{r}: rho {_fmt(v.rho)}, AUC {v.auc:.1f}" for r, v in rr.iterrows()),
-                     dis="", verdict=_verdict(best_rho == "max2d" and best_auc == "max2d",
-                                              partly=best_rho == "max2d" or best_auc == "max2d")))
+    ok = best_rho == "max2d" and best_auc == "max2d"
+    rows.append(dict(claim="reducer", compared="reducers on the same maps",
+                     ours="; ".join(f"{r}: rho {_fmt(v.rho)}, AUC {v.auc:.1f}" for r, v in rr.iterrows()), dis="",
+                     verdict=V.UNTESTABLE if n_red < mu else (V.HOLDS if ok else V.UNDECIDED)))
     # 11: WER
     q = quality[(quality["language"] == "en") & (quality["task"] == "ASR")]
-    rows.append(dict(claim="wer", ours="; ".join(f"{r['model']} {r['set']} ({r['speech']}): {r['WER (%)']:.1f}" for _, r in q.iterrows()),
+    rows.append(dict(claim="wer", compared="other models than the study's",
+                     ours="; ".join(f"{r['model']} {r['set']} ({r['speech']}): {r['WER (%)']:.1f}"
+                                    for _, r in q.iterrows()),
                      dis="", verdict="comparable models only (ours are Whisper, not the study's models)"))
     out = pd.DataFrame(rows)
     out.insert(1, "study", out["claim"].map(STUDY))
-    return out.rename(columns={"ours": "ours (raw)", "dis": "ours (disattenuated)"})
+    return out.rename(columns={"ours": "ours (raw)", "dis": "ours (corrected)"})
 
 
 def kinds_table(corr: Any, deletion: Any, costs: Any | None = None) -> Any:
@@ -258,7 +317,9 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
 
     p = profile
     sal = ", ".join(c.name for c in p.saliency_conditions_list())
-    changed = [r for _, r in claims.iterrows() if r["verdict"] in ("partly", "does not hold")]
+    from . import verdicts as V
+
+    changed = [r for _, r in claims.iterrows() if r["verdict"] != V.HOLDS and not r["verdict"].startswith("comparable")]
     n_utt = "all" if p.saliency_utterances is None else p.saliency_utterances
     kinds_text = "; ".join(f"{k.name}: {k.title} ({k.description})" for k in kinds_mod.selected(p))
     lines = [
@@ -276,28 +337,40 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
         f"for each of: {sal}; perturbation passes in {p.spes_dtype}, seed {p.seed}.",
         f"- Explanation kinds: {kinds_text}.",
         f"- Comparison: {NORMALIZATION_TEXT.get(p.normalization, p.normalization)} maps, input-grid maps reduced "
-        f"to the 20 ms encoder grid by {REDUCER_TEXT.get(p.reducer, p.reducer)}, Pearson per utterance (mean over "
-        f"utterances with a percentile bootstrap 95% interval, {p.n_bootstrap} resamples), final <|endoftext|> "
-        "excluded.",
-        "- Reliability: split-half correlation of each saliency map (two independent halves of its perturbations), "
-        "stepped up with Spearman-Brown; noise ceiling = sqrt(reliability); disattenuated rho = rho / ceiling.",
+        f"to the 20 ms encoder grid by {REDUCER_TEXT.get(p.reducer, p.reducer)}, Pearson per utterance, averaged "
+        f"over utterances through Fisher z; percentile bootstrap 95% intervals over utterances ({p.n_bootstrap} "
+        f"resamples) only from {p.min_utterances} utterances on (fewer: values without intervals, verdicts "
+        "\"not testable at this size\"); paired comparisons resample whole utterances; final <|endoftext|> excluded.",
+        f"- Reliability: split-half correlation of each saliency map over {p.reliability_splits} random splits of "
+        f"its perturbations; its null (and the null of rho) from {p.null_permutations} permutations of the "
+        "per-perturbation scores with masks, segmentation and reducer kept (no extra forward pass); values "
+        "corrected as (x - null) / (1 - null), the half reliability clipped to [0, 1) and stepped up with "
+        f"Spearman-Brown; disattenuated rho = corrected rho / sqrt(corrected reliability), \"not estimable\" "
+        f"below a reliability of {p.reliability_floor}. Each map's masks come from a seed derived from "
+        f"(seed {p.seed}, utterance, kind).",
         f"- Deletion: step {p.deletion_step}%, beam {p.deletion_beam}, "
         f"{'all' if p.deletion_utterances is None else p.deletion_utterances} utterance(s) per condition; WER "
-        "against the decoding of the intact input with the same decoder settings.",
+        "against the decoding of the intact input with the same decoder settings (0 at 0 %); each explanation "
+        f"against a random floor of the same shape ({p.deletion_floor_draws} seeded draws: random encoder columns "
+        "for expanded and pooled maps, random SLIC segments of the utterance's SM_X run for full-resolution maps) "
+        "and the study's single-cell floor.",
+        "- Verdicts: decided on null-corrected, disattenuated values with their intervals against the study's "
+        "figure and range: holds, holds but smaller / larger than the study, does not hold, undecided (the "
+        "interval covers both), or not testable at this size.",
         "- Synthetic speech (`*-tts`) and real speech (`*-real`) are different sets and are never pooled.",
         "",
         "## The claims",
         "",
         markdown_table(claims),
-        "## Claims that do not (fully) hold here, raw and corrected for the reference's noise",
+        "## Claims that do not (clearly) hold here, raw and corrected for the reference's noise",
         "",
     ]
     if changed:
         lines += [f"- **{r['claim']}** ({r['verdict']}): study says “{r['study']}”; ours: {r['ours (raw)']}"
-                  + (f"; disattenuated: {r['ours (disattenuated)']}" if r["ours (disattenuated)"] else "")
+                  + (f"; corrected: {r['ours (corrected)']}" if r["ours (corrected)"] else "")
                   for r in changed]
     else:
-        lines.append("- Every claim holds on raw values here.")
+        lines.append("- Every claim holds here.")
     lines += [
         "",
         "Read the disattenuated column as an estimate of what a noise-free saliency map would show: where the "
@@ -314,8 +387,10 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
         "## Reliability of the saliency reference", "", _include(tables, "reliability_budget"),
         "## Limitations",
         f"- This profile explains {n_utt} utterance(s) per condition with {p.spes_perturbations:,} / "
-        f"{p.spes_h_perturbations:,} perturbations (the study: 20,000); read intervals over so few utterances as "
-        "ranges, not as confidence statements. The `paper` profile reruns everything at the study's settings.",
+        f"{p.spes_h_perturbations:,} perturbations (the study: 20,000)"
+        + (f"; below {p.min_utterances} utterances no interval is printed and no claim is decided."
+           if p.saliency_utterances is not None and p.saliency_utterances < p.min_utterances else ".")
+        + " The `paper` profile reruns everything at the study's settings.",
         "- Whisper attends over a padded 30 s window; the comparison uses the speech positions only "
         "(see `results/tables/attention_mass.md` for how much mass that discards).",
         "",

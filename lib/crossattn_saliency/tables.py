@@ -19,11 +19,17 @@ from .explanations import View
 class CorrelationRow:
     """rho(explanation view, reference) over the utterances of one condition.
 
-    ``rho``: mean per-utterance Pearson with a bootstrap 95% interval
-    (``rho_lo``/``rho_hi``); ``rho_pooled``: all utterances flattened together;
-    ``spearman``: mean per-utterance Spearman; ``reliability``: split-half reliability
-    of the reference, Spearman-Brown stepped up; ``ceiling`` = sqrt(reliability);
-    ``rho_disattenuated`` = rho / ceiling with its interval.
+    ``rho``: Fisher-z mean of the per-utterance Pearson correlations with a bootstrap
+    95% interval over utterances (``rho_lo``/``rho_hi``; NaN below the profile's
+    ``min_utterances``); ``rho_pooled``: all utterances flattened together;
+    ``spearman``: Fisher-z mean of per-utterance Spearman; ``rho_null``: the same rho
+    against the reference's permutation-null maps; ``rho_corrected`` =
+    (rho - rho_null) / (1 - rho_null); ``r_half`` / ``r_half_null``: the reference's
+    split-half reliability over random splits and under the null; ``reliability``: the
+    null-corrected half reliability, clipped to [0, 1), Spearman-Brown stepped up;
+    ``ceiling`` = sqrt(reliability); ``rho_disattenuated`` = rho_corrected / ceiling
+    with its interval (NaN, "not estimable", below the reliability floor).
+    ``rho_per_utterance``: the per-utterance Pearson values (for paired comparisons).
     """
 
     condition: str
@@ -47,10 +53,15 @@ class CorrelationRow:
     rho_disattenuated: float
     dis_lo: float
     dis_hi: float
+    rho_null: float = float("nan")
+    rho_corrected: float = float("nan")
+    r_half: float = float("nan")
+    r_half_null: float = float("nan")
+    rho_per_utterance: tuple[float, ...] = ()
 
     def record(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("view"), d.pop("n_layers")
+        d.pop("view"), d.pop("n_layers"), d.pop("rho_per_utterance")
         view = self.view.fields(self.n_layers) if self.view is not None else \
             {"view": "map", "view_kind": "map", "layer": None, "head": None}
         out = {k: d[k] for k in ("condition", "model", "set", "task", "kind")}
@@ -104,8 +115,11 @@ class CorrelationTable:
 
 @dataclass(frozen=True)
 class MixingRow:
-    """Context-mixing gain rho(E, SM_H) - rho(E, SM_X) of one layered kind's view, raw and
-    disattenuated, with paired bootstrap 95% intervals over utterances."""
+    """Context-mixing gain rho(E, SM_H) - rho(E, SM_X) of one layered kind's view, raw
+    (difference of Fisher-z means) and disattenuated (each side null-corrected and divided
+    by the square root of its own reference's corrected reliability), with paired bootstrap
+    95% intervals over utterances (NaN below the profile's ``min_utterances``, or where a
+    reference's reliability is below the floor)."""
 
     condition: str
     model: str
@@ -133,14 +147,26 @@ def frame(rows: Iterable[Any]) -> Any:
 class Ranking:
     """One ranking of the input cells for the deletion test: an explanation kind and how
     its map reaches the input grid (``"expanded"`` from the encoder grid,
-    ``"pooled <reducer>"`` and back, ``"full"`` resolution, or the ``"random"`` floor)."""
+    ``"pooled <reducer>"`` and back, ``"full"`` resolution), or a random floor (kind
+    ``"random"``) of a shape: ``"columns <d>"`` (random encoder columns, draw d, the
+    floor matched to expanded and pooled maps), ``"segments <d>"`` (random SLIC
+    segments, matched to full-resolution SPES maps) or ``"cells"`` (single cells)."""
 
     kind: str
     variant: str
 
     @property
     def label(self) -> str:
-        return "random" if self.kind == "random" else f"{self.kind} {self.variant}".replace(" expanded", "")
+        if self.kind == "random":
+            return f"random {self.shape}"
+        return f"{self.kind} {self.variant}".replace(" expanded", "")
+
+    @property
+    def shape(self) -> str:
+        """The shape of the deleted area: ``"columns"``, ``"segments"`` or ``"cells"``."""
+        if self.kind == "random":
+            return self.variant.split()[0]
+        return "segments" if self.variant == "full" else "columns"
 
     @property
     def key(self) -> str:
@@ -186,9 +212,43 @@ class DeletionTable:
                              for r in self.records])
 
     def mean_auc(self) -> Any:
-        """Mean AUC per condition and explanation (``pandas.DataFrame``, conditions as rows)."""
+        """Mean AUC per condition and explanation (``pandas.DataFrame``, conditions as rows;
+        random floors of several draws averaged per shape)."""
         df = self.to_frame()
         return df.pivot_table(index="condition", columns="explanation", values="auc", sort=False).reset_index()
+
+    def gaps(self, n_bootstrap: int = 1000, seed: int = 0, min_utterances: int | None = None) -> list[dict[str, Any]]:
+        """Every explanation's AUC against its matched random floor (same deleted shape),
+        per condition: mean AUC, mean floor AUC (mean of the draws, and their spread), and
+        the gap AUC - floor with a bootstrap interval over utterances
+        (:func:`~.verdicts.set_estimate`, plain mean; no interval below ``min_utterances``).
+        ``faithful``: "yes" where the gap's interval lies above 0, "no" where it lies
+        below or covers 0, "not testable at this size" without an interval."""
+        from . import deletion, verdicts
+
+        mu = verdicts.MIN_UTTERANCES if min_utterances is None else int(min_utterances)
+        floors: dict[tuple[str, str, str], list[float]] = {}
+        for r in self.records:
+            if r.ranking.kind == "random":
+                floors.setdefault((r.condition, r.utt_id, r.ranking.shape), []).append(r.auc)
+        out = []
+        keys = dict.fromkeys((r.condition, r.ranking) for r in self.records if r.ranking.kind != "random")
+        for cond, rank in keys:
+            recs = [r for r in self.records if r.condition == cond and r.ranking == rank
+                    and (cond, r.utt_id, rank.shape) in floors]
+            if not recs:
+                continue
+            g = deletion.baseline_gap([r.auc for r in recs], [floors[(cond, r.utt_id, rank.shape)] for r in recs])
+            est = verdicts.set_estimate(g.gap, average="mean", n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
+            verdict = ("not testable at this size" if not est.has_interval else
+                       "yes" if est.lo > 0 else "no")
+            out.append({"condition": cond, "explanation": rank.label, "floor": f"random {rank.shape}",
+                        "utterances": g.n_utterances, "draws": int(np.min([len(floors[(cond, r.utt_id, rank.shape)])
+                                                                            for r in recs])),
+                        "auc": float(np.mean(g.auc)), "floor auc": float(np.mean(g.random_mean)),
+                        "floor sd": float(np.nanmean(g.random_sd)) if np.any(np.isfinite(g.random_sd)) else float("nan"),
+                        "gap": est.value, "gap_lo": est.lo, "gap_hi": est.hi, "faithful": verdict})
+        return out
 
     def curves(self, condition: str, variants: Sequence[str] | None = None) -> dict[str, list[Any]]:
         """``label -> [DeletionCurve per utterance]`` of one condition (optionally only some variants)."""
