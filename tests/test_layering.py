@@ -11,10 +11,10 @@ from pathlib import Path
 import crossattn_saliency
 
 PACKAGE = Path(crossattn_saliency.__file__).parent
-ORDER = ["config", "cache", "store", "data", "ct2", "models", "metrics", "transcribe", "attention", "normca",
+ORDER = ["config", "progress", "cache", "store", "data", "ct2", "models", "metrics", "transcribe", "attention", "normca",
          "spes", "saliency_result", "whisper_spes", "gradients", "compare", "verdicts", "reliability", "deletion",
          "explanations", "kinds", "tables", "pipeline", "plots", "report", "bench", "run_notebook", "__main__"]
-ANYWHERE = {"config", "cache"}
+ANYWHERE = {"config", "cache", "progress"}
 
 
 def _unit(path: Path) -> str:

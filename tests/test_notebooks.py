@@ -27,7 +27,7 @@ OUTPUTS = {
     "05": ["tables/convergence.csv", "tables/reliability_budget.csv", "figures/convergence.png"],
     "06": ["tables/correlation_all.csv", "tables/correlation.csv", "tables/context_mixing.csv",
            "tables/correlation_summary.csv", "figures/rho_by_layer.png", f"figures/rho_heads_{FIRST}.png"],
-    "07": ["tables/deletion.csv", "tables/reducers.csv", "figures/deletion_curves.png"],
+    "07": ["tables/deletion.csv", "tables/deletion_floors.csv", "tables/reducers.csv", "figures/deletion_curves.png"],
     "08": ["REPORT.md", "tables/claims.csv", "tables/explanation_kinds.csv"],
 }
 
@@ -57,8 +57,11 @@ def test_notebook_writes_what_it_promises(number, tmp_path):
         assert set(corr["kind"]) == want and set(corr["target"]) == {"SM_X", "SM_H"}
     if number == "07":
         dels = pd.read_csv(base / "tables/deletion.csv")
-        assert {"CA", "NormCA", "SM_H", "SM_X full", "SM_X pooled max2d", "IxG_H", "IG_H", "random"} \
-            <= set(dels.columns)
+        assert {"CA", "NormCA", "SM_H", "SM_X full", "SM_X pooled max2d", "IxG_H", "IG_H", "random cells",
+                "random columns", "random segments"} <= set(dels.columns)
+        floors = pd.read_csv(base / "tables/deletion_floors.csv")
+        assert set(floors[floors["explanation"] == "SM_X full"]["floor"]) == {"random segments"}
+        assert set(floors[floors["explanation"] == "CA"]["floor"]) == {"random columns"}
     if number == "08":
         report = (base / "REPORT.md").read_text()
         assert all(f"{k.name}: {k.title}" in report for k in kinds.selected(SMOKE))
@@ -75,3 +78,17 @@ def test_a_rerun_from_the_store_rewrites_identical_files(tmp_path):
     second_nb = run_notebook.run("08", "smoke", output=tmp_path / "b.ipynb")
     assert digest() == before
     assert first_nb.read_bytes().replace(b"a.ipynb", b"b.ipynb") == second_nb.read_bytes()
+
+
+def test_progress_bars_go_to_the_terminal_behind_a_kernel(monkeypatch, capfd):
+    """Under run_notebook the kernel's bars write to the real standard error (the terminal),
+    with rate and time left; elsewhere they are tqdm.auto bars."""
+    from crossattn_saliency import progress
+
+    monkeypatch.setenv(progress.ENV, "terminal")
+    for _ in progress.bar(range(3), desc="SPES SM_X", unit="pert", mininterval=0):
+        pass
+    err = capfd.readouterr().err
+    assert "SPES SM_X" in err and "3/3" in err and "pert/s" in err
+    monkeypatch.delenv(progress.ENV)
+    assert not progress.to_terminal()

@@ -202,8 +202,10 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
     def compute() -> Any:
         ws = whisper_spes(ctx)
         fn = ws.input if grid == "input" else ws.encoder
+        from .progress import to_terminal
+
         res = fn(utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids, params,
-                 snapshots=snapshots, progress=progress)
+                 snapshots=snapshots, progress=progress or to_terminal())
         res.utt_id = file_id(utt.utt_id)
         res.params = dict(wanted)  # the store's parameters are the record's
         return res

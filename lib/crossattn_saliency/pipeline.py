@@ -137,7 +137,7 @@ def cross_attention(profile: Profile, cond: Condition, n: int | None = None,
                     progress: bool = True, utts: list[Utterance] | None = None) -> list[attn.CrossAttention]:
     """Cross-attention records (layers x heads x tokens x positions, with padding mass and
     entropy) of the first ``n`` utterances, from the store; ``utts`` passes prepared utterances."""
-    from tqdm.auto import tqdm
+    from .progress import bar as tqdm
 
     ctx = context(profile, cond)
     utts = utts if utts is not None else list(utterances(profile, cond, n))
@@ -172,7 +172,7 @@ def explain(profile: Profile, cond: Condition, kind_names: Sequence[str] | None 
 
     All kinds of one utterance explain the same tokens (checked).
     """
-    from tqdm.auto import tqdm
+    from .progress import bar as tqdm
 
     selected = [kinds.get(k) for k in kind_names] if kind_names is not None else kinds.selected(profile)
     n = profile.saliency_utterances if n is None else n
@@ -183,7 +183,7 @@ def explain(profile: Profile, cond: Condition, kind_names: Sequence[str] | None 
     for u in utts:
         maps = {}
         for k in selected:
-            bar.set_postfix_str(f"{k.name} · {u.utt_id[-24:]}")
+            bar.set_postfix_str(f"{k.name} · {u.utt_id[-24:]}", refresh=False)
             maps[k.name] = k.compute(ctx, u)
             bar.update()
         ids = {name: tuple(e.token_ids) for name, e in maps.items()}
@@ -421,7 +421,7 @@ def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer:
     100) against the decoding of the *intact* input with the same decoder settings (so
     WER at 0 % is 0). AUC in WER-percent units (0-100); higher = more faithful.
     """
-    from tqdm.auto import tqdm
+    from .progress import bar as tqdm
 
     from . import deletion as dl
     from .spes import floor_value
@@ -439,7 +439,7 @@ def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer:
     intact: dict[str, str] = {}
     for it, rank, score in bar:
         u = it.utt
-        bar.set_postfix_str(f"{rank.label} · {u.utt_id[-20:]}")
+        bar.set_postfix_str(f"{rank.label} · {u.utt_id[-20:]}", refresh=False)
         max_new = 2 * len(u.hyp.token_ids) + 10
 
         def decode_fn(feats: np.ndarray, u: Utterance = u, max_new: int = max_new) -> str:

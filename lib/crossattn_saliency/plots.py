@@ -148,7 +148,8 @@ def plot_deletion_curves(curves: Mapping[str, DeletionCurve | Sequence[DeletionC
     Returns
     -------
     Figure
-        One line per explanation; the legend gives the AUC (WER-percent units).
+        One line per explanation; the legend gives the AUC (WER-percent units). Random
+        floors (names starting with "random") are dashed.
     """
     if not curves:
         raise ValueError("curves is empty: pass at least one DeletionCurve")
@@ -160,7 +161,9 @@ def plot_deletion_curves(curves: Mapping[str, DeletionCurve | Sequence[DeletionC
             raise ValueError(f"{name}: curves to average must share the same percents")
         wer = np.mean([g.wer for g in group], axis=0)
         auc = float(np.mean([g.auc for g in group]))
-        ax.plot(x, wer, marker=".", label=f"{name} (AUC {auc:.1f})")
+        floor = str(name).startswith("random")
+        ax.plot(x, wer, marker="" if floor else ".", ls="--" if floor else "-", lw=1.0 if floor else 1.5,
+                label=f"{name} (AUC {auc:.1f})")
     ax.set_xlabel("cells deleted (%)")
     ax.set_ylabel("WER vs original output (%)")
     ax.set_xlim(0, 100)

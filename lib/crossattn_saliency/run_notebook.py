@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, progress
 
 
 def find_notebook(number: str) -> Path:
@@ -35,8 +36,15 @@ def run(number: str, profile: str = "default", overrides: dict[str, Any] | None 
     src = find_notebook(number)
     out = output or config.output_dir(profile, "notebooks") / src.name
     t0 = time.time()
-    pm.execute_notebook(str(src), str(out), parameters={"profile": profile, "overrides": overrides or {}},
-                        cwd=str(src.parent), kernel_name="python3", progress_bar=False)
+    print(f"> {src.name} [{profile}] started {time.strftime('%H:%M:%S')}: cells below, then each long loop's "
+          "progress (rate, i of n, time left)", file=sys.stderr, flush=True)
+    # the kernel inherits this process's standard error: the package's bars go there, not into the notebook
+    os.environ[progress.ENV] = "terminal"
+    try:
+        pm.execute_notebook(str(src), str(out), parameters={"profile": profile, "overrides": overrides or {}},
+                            cwd=str(src.parent), kernel_name="python3", progress_bar=sys.stderr.isatty())
+    finally:
+        os.environ.pop(progress.ENV, None)
     _tidy(out)
     print(f"{src.name} [{profile}] done in {time.time() - t0:.0f} s -> {out}")
     return out

@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import bar as tqdm
 
 __all__ = [
     "ForwardFn", "SCORERS", "SpesParams", "SegmentStats", "SpesRun", "SpesDesign", "MaskSampler", "Spes",

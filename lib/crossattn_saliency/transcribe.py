@@ -155,7 +155,7 @@ def transcribe_set(loaded: LoadedModel, utterances: Iterable[dict[str, Any]], la
     never decoded again (an interrupted run resumes), and a record made with other
     parameters is recomputed with a warning naming them (or raises, per the store).
     """
-    from tqdm.auto import tqdm
+    from .progress import bar as tqdm
 
     params = hypothesis_params(loaded, language, task, beam_size)
     out = []

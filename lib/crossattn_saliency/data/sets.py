@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from ..cache import atomic_path, read_json, write_json
 from ..config import sets_dir
