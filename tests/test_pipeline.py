@@ -162,3 +162,39 @@ def test_profile_dtype_and_device_reach_the_models(tiny_profile):
     assert str(loaded.model.dtype) == "torch.bfloat16"
     ctx = pipeline.context(cfg, cond)
     assert kinds.whisper_spes(ctx).dtype == cfg.spes_dtype and kinds.whisper_spes(ctx).device == cfg.device
+
+
+def test_asr_and_translation_of_the_same_audio_share_the_encoder_passes(tiny_profile, monkeypatch, tmp_path):
+    """SM_X of two conditions on the same model and audio: computing the first stores the second
+    from the same perturbation passes, and its maps equal those of a separate run. (The tiny model
+    is English-only, so the sibling condition's hypothesis is made by hand.)"""
+    import dataclasses
+
+    from crossattn_saliency import whisper_spes
+    from crossattn_saliency.saliency_result import SaliencyResult
+
+    cfg, cond = tiny_profile
+    monkeypatch.setenv(config.ENV_ROOT, str(tmp_path))   # a fresh store
+    calls = []
+    real = whisper_spes.WhisperSpes.input_shared
+    monkeypatch.setattr(whisper_spes.WhisperSpes, "input_shared",
+                        lambda self, *a, **k: calls.append(len(a[2])) or real(self, *a, **k))
+    ctx = pipeline.context(cfg, cond)
+    u = next(pipeline.utterances(cfg, cond, 1))
+    eot = u.hyp.token_ids[-1]
+    other = dataclasses.replace(u.hyp, token_ids=[int(t) for t in u.hyp.token_ids[:-1][::-1]] + [eot] * 2)
+    ctx.siblings = lambda utt: [("sibling__toy__st", other)]
+    mine = kinds.spes_record(ctx, u, "input")
+    assert calls == [2]                                   # one run for both conditions
+    path = ctx.store.path("saliency_x", f"sibling__toy__st/{kinds.file_id(u.utt_id)}")
+    theirs = SaliencyResult.load(path)
+    assert theirs.token_ids == other.token_ids and theirs.info["shared_by"] == 2
+    kinds.spes_record(ctx, u, "input")
+    assert calls == [2]                                   # both stored: nothing recomputed
+    ws = whisper_spes.WhisperSpes(pipeline.model_for(cfg, cond).model, dtype=cfg.spes_dtype)
+    params = kinds.spes_params(cfg, "input").replace(seed=config.derive_seed(cfg.seed, u.utt_id, "input"))
+    for hyp, got in ((u.hyp, mine), (other, theirs)):
+        alone = ws.input(u.features, u.n_frames, hyp.prompt_ids, hyp.token_ids, params, progress=False)
+        tol = 2e-3 * max(np.abs(alone.scores).max(), 1e-12)
+        np.testing.assert_allclose(got.scores, alone.scores, rtol=1e-3, atol=tol)
+        np.testing.assert_array_equal(got.counts, alone.counts)

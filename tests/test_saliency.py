@@ -544,3 +544,21 @@ def test_whisper_result_keeps_its_design_through_save_and_load(tiny_whisper, utt
         full, a, b = back.design().cell_maps()
         for x, y in ((full, res.scores), (a, res.half_a), (b, res.half_b)):
             np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6 * np.abs(y).max())
+
+
+def test_shared_encoder_maps_equal_separate_runs(tiny_whisper, utt):
+    """ASR and translation of one clip: one encoder pass per mask, one decoder pass per hypothesis,
+    and each map equals the one of a separate run with the same masks."""
+    ws = WhisperSpes(tiny_whisper, dtype="float32")
+    hyps = [(utt["prompt_ids"], utt["token_ids"]), ([1, 5, 4], [20, 21, 2])]
+    shared = ws.input_shared(utt["features"], utt["n_frames"], hyps, SMALL, snapshots=(8,), progress=False)
+    for (prompt, tokens), got in zip(hyps, shared):
+        want = ws.input(utt["features"], utt["n_frames"], prompt, tokens, SMALL, snapshots=(8,), progress=False)
+        assert got.token_ids == want.token_ids and got.scores.shape == want.scores.shape
+        for name in ("scores", "half_a", "half_b", "perturbation_scores"):
+            x, y = getattr(got, name), getattr(want, name)
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max())
+        np.testing.assert_allclose(got.snapshots[8][0], want.snapshots[8][0], rtol=1e-4,
+                                   atol=1e-5 * np.abs(want.snapshots[8][0]).max())
+        np.testing.assert_array_equal(got.counts, want.counts)
+        assert got.info["shared_by"] == 2 and "shared_by" not in want.info

@@ -44,6 +44,8 @@ class Context:
     store: ResultStore
     load_model: Callable[[], "LoadedModel"]
     prepared: dict[str, Any] = field(default_factory=dict)
+    #: ``utt -> [(condition name, hypothesis)]`` of other conditions on the same model and audio
+    siblings: Callable[["Utterance"], list[tuple[str, Any]]] | None = None
     _model: Any = None
 
     @property
@@ -199,19 +201,44 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
     params = SpesParams.from_dict({k: v for k, v in wanted.items()
                                    if k not in ("kind", "dtype", "snapshots", "keeps")})
 
+    from .progress import to_terminal
+
+    save = lambda obj, path: obj.save(path)  # noqa: E731
+
     def compute() -> Any:
         ws = whisper_spes(ctx)
-        fn = ws.input if grid == "input" else ws.encoder
-        from .progress import to_terminal
-
-        res = fn(utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids, params,
-                 snapshots=snapshots, progress=progress or to_terminal())
+        show = progress or to_terminal()
+        pending = _pending_siblings(ctx, utt, section, wanted) if grid == "input" and not snapshots else []
+        if pending:  # one encoder pass per mask for this condition and its siblings on the same audio
+            hyps = [(utt.hyp.prompt_ids, utt.hyp.token_ids)] + [(h.prompt_ids, h.token_ids) for _, h in pending]
+            res, *others = ws.input_shared(utt.features, utt.n_frames, hyps, params, progress=show)
+            for (name, h), r in zip(pending, others):
+                r.utt_id, r.params = file_id(utt.utt_id), dict(wanted)
+                ctx.store.fetch(section, f"{name}/{file_id(utt.utt_id)}", wanted, lambda r=r: r, save,
+                                SaliencyResult.load, identity={"token_ids": [int(t) for t in h.token_ids]})
+        else:
+            fn = ws.input if grid == "input" else ws.encoder
+            res = fn(utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids, params,
+                     snapshots=snapshots, progress=show)
         res.utt_id = file_id(utt.utt_id)
         res.params = dict(wanted)  # the store's parameters are the record's
         return res
 
-    return ctx.store.fetch(section, ctx.key(utt), wanted, compute, lambda obj, path: obj.save(path),
-                           SaliencyResult.load, identity={"token_ids": [int(t) for t in utt.hyp.token_ids]})
+    return ctx.store.fetch(section, ctx.key(utt), wanted, compute, save, SaliencyResult.load,
+                           identity={"token_ids": [int(t) for t in utt.hyp.token_ids]})
+
+
+def _pending_siblings(ctx: Context, utt: "Utterance", section: str, wanted: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Sibling conditions (same model and audio) whose record of this utterance is not stored yet."""
+    if ctx.siblings is None:
+        return []
+    out = []
+    for name, h in ctx.siblings(utt):
+        path = ctx.store.path(section, f"{name}/{file_id(utt.utt_id)}")
+        if not h.token_ids or ctx.store.status(path, wanted, {"token_ids": [int(t) for t in h.token_ids]}) == "valid":
+            continue
+        out.append((name, h))
+    return out
 
 
 def _spes_kind(name: str, grid: str) -> Callable[[Context, "Utterance"], Explanation]:

@@ -70,8 +70,24 @@ def store(profile: Profile) -> ResultStore:
 
 
 def context(profile: Profile, cond: Condition) -> kinds.Context:
-    """What explanation kinds need for one condition (model loaded lazily)."""
-    return kinds.Context(profile, cond, store(profile), lambda: model_for(profile, cond))
+    """What explanation kinds need for one condition (model loaded lazily). ``siblings``: the
+    other saliency conditions of the profile on the same model and audio (ASR and translation
+    of one set), so that SM_X encodes each mask once for all of them."""
+    others = [c for c in profile.saliency_conditions_list()
+              if c.model == cond.model and c.dataset == cond.dataset and c != cond]
+    cache: dict[str, dict[str, Hypothesis]] = {}
+
+    def siblings(utt: Utterance) -> list[tuple[str, Hypothesis]]:
+        out = []
+        for c in others:
+            if c.name not in cache:
+                cache[c.name] = {h.utt_id: h for h in hypotheses(profile, c, progress=False)}
+            if utt.utt_id in cache[c.name]:
+                out.append((c.name, cache[c.name][utt.utt_id]))
+        return out
+
+    return kinds.Context(profile, cond, store(profile), lambda: model_for(profile, cond),
+                         siblings=siblings if others else None)
 
 
 def hypotheses(profile: Profile, cond: Condition, progress: bool = True,

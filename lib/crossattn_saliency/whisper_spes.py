@@ -94,6 +94,22 @@ class WhisperSpes:
 
         return f
 
+    def shared_input_forward(self, hypotheses: Sequence[tuple[Sequence[int], Sequence[int]]]) -> ForwardFn:
+        """``features (batch x mel x frames) -> log-probs (batch x sum of tokens x vocab)``: the encoder
+        runs once per input and the decoder once per hypothesis ``(prompt_ids, token_ids)`` on the same
+        encoder output; the hypotheses' tokens are concatenated in order. For ASR and translation of
+        the same audio (one mask, one encoder pass, one decoder pass per condition)."""
+        prepared = []
+        for prompt_ids, token_ids in hypotheses:
+            ids, start = teacher_forcing_inputs(prompt_ids, token_ids)
+            prepared.append((torch.tensor([ids], dtype=torch.long, device=self.device), start))
+
+        def f(features: torch.Tensor) -> torch.Tensor:
+            hidden = self.model.model.encoder(features.to(self.torch_dtype)).last_hidden_state
+            return torch.cat([self._decode(ids_t, start, hidden) for ids_t, start in prepared], dim=1)
+
+        return f
+
     def encoder_forward(self, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> ForwardFn:
         """``encoder output (batch x positions x d_model) -> log-probs (batch x tokens x vocab)``, decoder only."""
         ids, start = teacher_forcing_inputs(prompt_ids, token_ids)
@@ -140,8 +156,19 @@ class WhisperSpes:
               token_ids: Sequence[int], params: SpesParams, snapshots: Sequence[int] = (),
               progress: bool = True) -> SaliencyResult:
         """SM_X; see :func:`spes_input`."""
+        return self.input_shared(features, n_frames, [(prompt_ids, token_ids)], params, snapshots, progress)[0]
+
+    def input_shared(self, features: np.ndarray | torch.Tensor, n_frames: int,
+                     hypotheses: Sequence[tuple[Sequence[int], Sequence[int]]], params: SpesParams,
+                     snapshots: Sequence[int] = (), progress: bool = True) -> list[SaliencyResult]:
+        """SM_X of several hypotheses of the same input (e.g. ASR and translation of one clip) from
+        one set of perturbation passes: every mask is encoded once and decoded once per hypothesis
+        (:meth:`shared_input_forward`). Each result equals that of a separate :meth:`input` run with
+        the same parameters (same masks, same per-token scores)."""
+        if not hypotheses:
+            raise ValueError("hypotheses is empty: pass at least one (prompt_ids, token_ids) pair")
         x, n_frames = self._speech(features, n_frames)
-        engine = self._engine(self.input_forward(prompt_ids, token_ids), params)
+        engine = self._engine(self.shared_input_forward(hypotheses), params)
         spec = x[:, :n_frames].T.cpu().numpy()  # frames x mel
         levels = slic_levels(spec, params)
         grids = []
@@ -150,10 +177,17 @@ class WhisperSpes:
             g[:, :n_frames] = lab.T
             grids.append(g)
         occ = floor_value(x.cpu().numpy()) if params.occlusion == "floor" else float(params.occlusion)
+        targets = [int(t) for _, tok in hypotheses for t in tok]
         run = engine.attribute(x, grids, occlusion_value=occ, n_perturbations=params.n_perturbations,
                                p_occlude=params.p_occlude, seed=params.seed, snapshots=snapshots,
-                               targets=list(token_ids), progress=progress, desc="SPES SM_X")
-        return self._result(run, levels, params, "input", snapshots, token_ids, prompt_ids, n_frames, occ)
+                               targets=targets, progress=progress, desc="SPES SM_X")
+        out, start = [], 0
+        for prompt_ids, token_ids in hypotheses:
+            rows = slice(start, start + len(token_ids))
+            start += len(token_ids)
+            out.append(self._result(run, levels, params, "input", snapshots, token_ids, prompt_ids, n_frames, occ,
+                                    rows=rows, shared_by=len(hypotheses)))
+        return out
 
     def encoder(self, features: np.ndarray | torch.Tensor, n_frames: int, prompt_ids: Sequence[int],
                 token_ids: Sequence[int], params: SpesParams, snapshots: Sequence[int] = (),
@@ -173,20 +207,24 @@ class WhisperSpes:
 
     def _result(self, run: SpesRun, labels: list[np.ndarray], params: SpesParams, kind: str,
                 snapshots: Sequence[int], token_ids: Sequence[int], prompt_ids: Sequence[int],
-                n_frames: int, occ: float) -> SaliencyResult:
-        full, a, b, den = run.final.cell_maps(labels)
+                n_frames: int, occ: float, rows: slice = slice(None), shared_by: int = 1) -> SaliencyResult:
+        """The result of the tokens ``rows`` of a run (all of them unless the run explained
+        several hypotheses at once)."""
+        full, a, b, den = (m[rows] if i < 3 else m for i, m in enumerate(run.final.cell_maps(labels)))
         snaps = {}
         for n in sorted({int(s) for s in snapshots}):
             f_, a_, b_, _ = run.stats[n].cell_maps(labels)
-            snaps[n] = (f_, a_, b_)
+            snaps[n] = (f_[rows], a_[rows], b_[rows])
         info = {"batch_size": params.batch_size, "device": self.device,
                 "attn_implementation": self.attn_implementation, **{k: float(v) for k, v in run.timing.items()}}
+        if shared_by > 1:  # the timings are those of the shared run
+            info["shared_by"] = int(shared_by)
         return SaliencyResult(scores=full, half_a=a, half_b=b, counts=den.sum(0), half_counts=den,
                               n_perturbations=params.n_perturbations,
                               params=recorded_params(params, kind, self.dtype, snapshots), kind=kind, snapshots=snaps,
                               token_ids=[int(t) for t in token_ids], prompt_ids=[int(t) for t in prompt_ids],
                               n_frames=n_frames, occlusion_value=float(occ), n_segments=list(run.n_segments),
-                              info=info, perturbation_scores=run.scores.astype(np.float32),
+                              info=info, perturbation_scores=run.scores[:, rows].astype(np.float32),
                               labels=[np.asarray(l, dtype=np.int32) for l in labels])
 
 
