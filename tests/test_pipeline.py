@@ -198,3 +198,18 @@ def test_asr_and_translation_of_the_same_audio_share_the_encoder_passes(tiny_pro
         tol = 2e-3 * max(np.abs(alone.scores).max(), 1e-12)
         np.testing.assert_allclose(got.scores, alone.scores, rtol=1e-3, atol=tol)
         np.testing.assert_array_equal(got.counts, alone.counts)
+
+
+def test_disattenuation_validation_runs_high_and_independent_low_budget_maps(tiny_profile):
+    cfg, cond = tiny_profile
+    df = pipeline.disattenuation_validation(cfg, cond, "SM_H", factor=3, repeats=2, progress=False)
+    assert list(df["map"]) == ["high", "repeat 1", "repeat 2"]
+    assert list(df["perturbations"]) == [3 * cfg.spes_h_perturbations] + [cfg.spes_h_perturbations] * 2
+    assert df["within"].iloc[0] is None and set(df["within"].iloc[1:]) <= {True, False}
+    assert len(set(df["rho"].round(12))) == 3          # independent masks: three different maps
+    root = config.cache_dir(cfg.name) / "validation_SM_H"
+    n_files = len(list(root.rglob("*.npz")))
+    again = pipeline.disattenuation_validation(cfg, cond, "SM_H", factor=3, repeats=2, progress=False)
+    assert len(list(root.rglob("*.npz"))) == n_files == 3
+    pd_equal = again.drop(columns=["within"]).equals(df.drop(columns=["within"]))
+    assert pd_equal                                     # read back from the store: the same numbers

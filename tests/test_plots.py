@@ -87,3 +87,20 @@ def test_scale_rows_maps_every_token_to_its_own_range():
 
     m = np.array([[1.0, 3.0, 2.0], [100.0, 300.0, 200.0], [5.0, 5.0, 5.0]])
     np.testing.assert_allclose(scale_rows(m), [[0, 1, 0.5], [0, 1, 0.5], [0, 0, 0]])
+
+
+def test_disattenuation_validation_plot_one_row_per_condition_and_reference():
+    import pandas as pd
+
+    from crossattn_saliency import plots
+
+    rows = []
+    for cond in ("a__x__asr", "b__x__asr"):
+        rows.append(dict(condition=cond, target="SM_H", map="high", perturbations=10000, disattenuated=0.5,
+                         lo=0.4, hi=0.6))
+        rows += [dict(condition=cond, target="SM_H", map=f"repeat {i}", perturbations=1000, disattenuated=v,
+                      lo=float("nan"), hi=float("nan")) for i, v in enumerate((0.45, 0.55, 0.7))]
+    fig = plots.plot_disattenuation_validation(pd.DataFrame(rows))
+    ax = fig.axes[0]
+    assert len(ax.get_yticklabels()) == 2 and "10,000 vs 1,000" in ax.get_yticklabels()[0].get_text()
+    assert len(ax.get_lines()) == 6          # interval, high value, repeats per row

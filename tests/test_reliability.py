@@ -295,3 +295,20 @@ def test_corrected_correlation_gives_intervals_only_from_eight_utterances():
         assert res.rho.has_interval is has and res.disattenuated.has_interval is has
         assert res.reliability == pytest.approx(2 * 0.5 / 1.5)
         assert res.disattenuated.value == pytest.approx(np.tanh(np.arctanh(rho).mean()) / np.sqrt(2 / 3))
+
+
+def test_single_map_disattenuation_recovers_the_noise_free_correlation():
+    """A reference with known reliability: rho_corrected / sqrt(reliability) lands on the true rho."""
+    rng = np.random.default_rng(3)
+    tokens, t = 40, 200
+    truth = rng.normal(size=(tokens, t))
+    e = 0.6 * truth + 0.8 * rng.normal(size=truth.shape)     # corr(e, truth) = 0.6
+    a = truth + 1.0 * rng.normal(size=truth.shape)
+    b = truth + 1.0 * rng.normal(size=truth.shape)           # r_half = 0.5, r_full = 2/3
+    full = (a + b) / 2
+    r_half = rel.split_half_reliability(a, b)
+    noise = rel.ReferenceNoise(np.array([r_half]), np.array([0.0]), (rng.normal(size=truth.shape),))
+    d = rel.single_map_disattenuation(e, full, noise, n_bootstrap=300)
+    assert d.rho == pytest.approx(0.6 * np.sqrt(2 / 3), abs=0.03)
+    assert d.lo <= 0.6 <= d.hi and d.disattenuated == pytest.approx(0.6, abs=0.04)
+    assert abs(d.rho_null) < 0.05 and d.n_tokens == tokens

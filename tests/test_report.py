@@ -147,3 +147,19 @@ def test_report_method_text_comes_from_the_profile(tmp_path):
     assert "777 perturbations" in b
     c = report.report_markdown(p.with_overrides(min_utterances=5, null_permutations=11), claims, tmp_path)
     assert "from 5 utterances on" in method(c) and "11 permutations" in method(c)
+
+
+def test_a_failed_disattenuation_check_moves_verdicts_to_raw_values(tmp_path):
+    from crossattn_saliency import config
+
+    t = _tables(dis_x=(0.55, 0.50, 0.60))       # disattenuated in range, raw (0.5 +- 0.05) in range too
+    ok = report.claims_table(*t, n_bootstrap=100, disattenuation_ok=True).set_index("claim")
+    t2 = _tables(dis_x=(0.20, 0.15, 0.25))       # disattenuated below the range, raw still in range
+    fail = report.claims_table(*t2, n_bootstrap=100, disattenuation_ok=False).set_index("claim")
+    used = report.claims_table(*t2, n_bootstrap=100, disattenuation_ok=True).set_index("claim")
+    assert ok.loc["half", "verdict"] == "holds"
+    assert used.loc["half", "verdict"] == "holds, smaller than the study"
+    assert "whisper-base__en-real__asr: holds;" in fail.loc["half", "verdict"]   # decided on raw values
+    p = config.get_profile("smoke")
+    text = report.report_markdown(p, fail.reset_index(), tmp_path, disattenuation_ok=False)
+    assert "shown but not used for verdicts" in text and "raw (the disattenuation check" in text

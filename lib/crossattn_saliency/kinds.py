@@ -168,15 +168,17 @@ SPES_KEEPS = "per-perturbation scores and units"
 
 
 def spes_record_params(profile: "Profile", grid: str, n_perturbations: int | None = None,
-                       snapshots: tuple[int, ...] = (), utt_id: str | None = None) -> dict[str, Any]:
+                       snapshots: tuple[int, ...] = (), utt_id: str | None = None,
+                       seed_tag: str = "") -> dict[str, Any]:
     """The store parameters of a SPES record: the run's settings, its grid, dtype and
     snapshots. Every map draws its own masks: with ``utt_id`` the seed is the map's own,
-    ``derive_seed(profile.seed, utt_id, grid)``; without, the profile's seed is shown."""
+    ``derive_seed(profile.seed, utt_id, grid[, seed_tag])`` (``seed_tag`` names independent
+    repeats of the same map); without, the profile's seed is shown."""
     from .config import derive_seed
 
     params = spes_params(profile, grid, n_perturbations)
     if utt_id is not None:
-        params = params.replace(seed=derive_seed(profile.seed, utt_id, grid))
+        params = params.replace(seed=derive_seed(profile.seed, utt_id, grid, *([seed_tag] if seed_tag else [])))
     return {**params.to_dict(), "kind": grid, "dtype": profile.spes_dtype,
             "snapshots": sorted(int(s) for s in snapshots), "keeps": SPES_KEEPS}
 
@@ -191,13 +193,15 @@ def whisper_spes(ctx: Context) -> Any:
 
 
 def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int | None = None,
-                snapshots: tuple[int, ...] = (), section: str | None = None, progress: bool = False) -> Any:
-    """The :class:`~.saliency_result.SaliencyResult` of one utterance (SM_X for ``grid="input"``, else SM_H)."""
+                snapshots: tuple[int, ...] = (), section: str | None = None, progress: bool = False,
+                seed_tag: str = "") -> Any:
+    """The :class:`~.saliency_result.SaliencyResult` of one utterance (SM_X for ``grid="input"``, else SM_H);
+    ``seed_tag`` draws an independent repeat (other masks) of the same map."""
     from .saliency_result import SaliencyResult
     from .spes import SpesParams
 
     section = section or ("saliency_x" if grid == "input" else "saliency_h")
-    wanted = spes_record_params(ctx.profile, grid, n_perturbations, snapshots, utt_id=utt.utt_id)
+    wanted = spes_record_params(ctx.profile, grid, n_perturbations, snapshots, utt_id=utt.utt_id, seed_tag=seed_tag)
     params = SpesParams.from_dict({k: v for k, v in wanted.items()
                                    if k not in ("kind", "dtype", "snapshots", "keeps")})
 
@@ -208,7 +212,8 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
     def compute() -> Any:
         ws = whisper_spes(ctx)
         show = progress or to_terminal()
-        pending = _pending_siblings(ctx, utt, section, wanted) if grid == "input" and not snapshots else []
+        pending = (_pending_siblings(ctx, utt, section, wanted)
+                   if grid == "input" and not snapshots and not seed_tag else [])
         if pending:  # one encoder pass per mask for this condition and its siblings on the same audio
             hyps = [(utt.hyp.prompt_ids, utt.hyp.token_ids)] + [(h.prompt_ids, h.token_ids) for _, h in pending]
             res, *others = ws.input_shared(utt.features, utt.n_frames, hyps, params, progress=show)
@@ -241,16 +246,21 @@ def _pending_siblings(ctx: Context, utt: "Utterance", section: str, wanted: dict
     return out
 
 
+def spes_explanation(ctx: Context, utt: "Utterance", name: str, res: Any) -> Explanation:
+    """A stored SPES result as the :class:`~.explanations.Explanation` of kind ``name``."""
+    from .transcribe import token_strings
+
+    return Explanation.from_hypothesis(
+        name, utt.utt_id, res.token_ids, token_strings(ctx.model, res.token_ids),
+        "input" if res.kind == "input" else "encoder", res.scores,
+        res.n_frames, halves=(res.half_a, res.half_b), eot_id=ctx.model.special_ids["eot"],
+        provenance={"params": res.params, "n_perturbations": res.n_perturbations, "info": res.info},
+        design=res.design() if res.has_design else None)
+
+
 def _spes_kind(name: str, grid: str) -> Callable[[Context, "Utterance"], Explanation]:
     def compute(ctx: Context, utt: "Utterance") -> Explanation:
-        from .transcribe import token_strings
-
-        res = spes_record(ctx, utt, grid)
-        return Explanation.from_hypothesis(
-            name, utt.utt_id, res.token_ids, token_strings(ctx.model, res.token_ids), grid, res.scores,
-            res.n_frames, halves=(res.half_a, res.half_b), eot_id=ctx.model.special_ids["eot"],
-            provenance={"params": res.params, "n_perturbations": res.n_perturbations, "info": res.info},
-            design=res.design() if res.has_design else None)
+        return spes_explanation(ctx, utt, name, spes_record(ctx, utt, grid))
     return compute
 
 

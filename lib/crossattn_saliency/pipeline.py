@@ -382,6 +382,84 @@ def context_mixing(profile: Profile, cond: Condition, items: list[Explained], ki
                      gain_disattenuated=float(est), dis_lo=lo, dis_hi=hi)
 
 
+def disattenuation_validation(profile: Profile, cond: Condition, target: str = "SM_H", factor: int = 10,
+                              repeats: int = 3, kind: str = "CA", view: View = View("all"),
+                              progress: bool = True) -> Any:
+    """Does disattenuation predict what a noise-free reference would give? (one utterance)
+
+    For the shortest of the condition's saliency utterances, the reference ``target`` is
+    computed once with ``factor`` times the profile's budget and ``repeats`` times with the
+    profile's budget and independent masks (seeds derived from the utterance, the kind and
+    the repeat), all stored. For each map: rho(``kind`` ``view``, map), its null, the map's
+    null-corrected reliability and the disattenuated rho (:func:`~.reliability.single_map_disattenuation`,
+    token-bootstrap 95% interval). ``within``: whether a low-budget map's disattenuated rho
+    falls inside the interval of the high-budget one.
+
+    Returns a ``pandas.DataFrame``, one row per map: ``condition``, ``utterance``, ``map``,
+    ``perturbations``, ``seconds`` (compute time of the map), ``rho``, ``rho_null``,
+    ``r_half``, ``r_half_null``, ``reliability``, ``disattenuated``, ``lo``, ``hi``, ``within``.
+    """
+    import pandas as pd
+
+    from . import reliability
+    from .config import derive_seed
+
+    grid = kinds.get(target).grid
+    base = profile.spes_perturbations if grid == "input" else profile.spes_h_perturbations
+    utts = list(utterances(profile, cond, profile.saliency_utterances))
+    utt = min(utts, key=lambda u: u.n_frames)
+    ctx = context(profile, cond)
+    e = kinds.get(kind).compute(ctx, utt).on_encoder_grid(view, profile.reducer)
+    runs = [("high", base * factor, "validation high")] + [(f"repeat {i + 1}", base, f"validation {i + 1}")
+                                                            for i in range(repeats)]
+    rows = []
+    for label, n, tag in progress_iter(runs, progress, f"validation {target} {cond.name}"):
+        res = kinds.spes_record(ctx, utt, grid, n_perturbations=n, section=f"validation_{target}/{tag.replace(' ', '_')}", seed_tag=tag,
+                                progress=progress)
+        ref = kinds.spes_explanation(ctx, utt, target, res)
+        red = profile.reducer if grid == "input" else None
+        nz = reliability.reference_noise(ref.resample, ref.design, red, profile.normalization,
+                                         profile.reliability_splits, profile.null_permutations,
+                                         derive_seed(profile.seed, utt.utt_id, target, tag, "noise"))
+        d = reliability.single_map_disattenuation(e, compare_grid(ref.map(), red), nz, profile.normalization,
+                                                  profile.n_bootstrap, profile.seed)
+        info = res.info
+        rows.append({"condition": cond.name, "utterance": utt.utt_id, "map": label, "perturbations": n,
+                     "seconds": float(info.get("setup_s", 0.0)) + float(info.get("loop_s", 0.0)),
+                     "rho": d.rho, "rho_null": d.rho_null, "r_half": d.r_half, "r_half_null": d.r_half_null,
+                     "reliability": d.reliability, "disattenuated": d.disattenuated, "lo": d.lo, "hi": d.hi})
+    df = pd.DataFrame(rows)
+    hi_row = df.iloc[0]
+    df["within"] = [None] + [bool(hi_row["lo"] <= v <= hi_row["hi"]) for v in df["disattenuated"].iloc[1:]]
+    return df
+
+
+def disattenuation_checks(profile: Profile, progress: bool = True) -> Any:
+    """:func:`disattenuation_validation` for the first saliency condition of every model and every
+    reference in ``profile.validation_targets`` (one frame, with a ``target`` column)."""
+    import pandas as pd
+
+    first = {}
+    for c in profile.saliency_conditions_list():
+        first.setdefault(c.model, c)
+    return pd.concat([disattenuation_validation(profile, c, t, profile.validation_factor, profile.validation_repeats,
+                                                progress=progress).assign(target=t)
+                      for c in first.values() for t in profile.validation_targets], ignore_index=True)
+
+
+def disattenuation_holds(checks: Any) -> bool:
+    """True when every low-budget disattenuated value lies within its high-budget interval."""
+    low = checks[checks["map"] != "high"]
+    return bool(len(low)) and bool(low["within"].astype(bool).all())
+
+
+def progress_iter(items: Sequence[Any], show: bool, desc: str) -> Any:
+    """``items`` with a progress bar (:mod:`.progress`) when ``show``."""
+    from .progress import bar
+
+    return bar(items, desc=desc, unit="map", disable=not show)
+
+
 # --------------------------------------------------------------------------- deletion
 
 

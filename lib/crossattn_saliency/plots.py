@@ -7,7 +7,7 @@ the figure. Nothing here saves or shows a figure: notebooks do that.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib import pyplot as plt
@@ -393,4 +393,31 @@ def plot_saliency_overlay(features: np.ndarray, n_frames: int, saliency: np.ndar
     axes[-1, 0].set_xlabel("time (s)")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def plot_disattenuation_validation(table: Any, ax: Axes | None = None) -> Figure:
+    """The disattenuation check: per condition and reference, the disattenuated rho of the
+    high-budget map (square, with its token-bootstrap 95% interval) and of the independent
+    low-budget repeats (dots).
+
+    ``table``: ``pipeline.disattenuation_validation`` frames, concatenated (a ``target``
+    column tells the references apart).
+    """
+    fig, ax = _axis(ax, (6.0, 0.6 + 0.55 * max(1, table.groupby(["condition", "target"]).ngroups)))
+    labels = []
+    for y, ((cond, target), g) in enumerate(table.groupby(["condition", "target"], sort=False)):
+        high = g[g["map"] == "high"].iloc[0]
+        ax.plot([high["lo"], high["hi"]], [y, y], color="k", lw=2, solid_capstyle="butt")
+        ax.plot(high["disattenuated"], y, "s", color="k",
+                label="high budget, 95% interval" if y == 0 else None)
+        low = g[g["map"] != "high"]
+        ax.plot(low["disattenuated"], [y + 0.15] * len(low), "o", color="tab:orange", alpha=0.8,
+                label="default budget, independent seeds" if y == 0 else None)
+        labels.append(f"{cond}\n{target}: {int(high['perturbations']):,} vs {int(low['perturbations'].iloc[0]):,}")
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("disattenuated rho(CA all layers, reference)")
+    ax.legend(frameon=False, fontsize=7, loc="best")
     return fig

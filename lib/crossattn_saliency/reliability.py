@@ -44,7 +44,8 @@ __all__ = [
     "split_half_reliability", "spearman_brown", "reliability_at", "budget_for_reliability",
     "noise_ceiling", "disattenuate", "ReliabilityTable", "reliability_table",
     "compare_reliability_tables", "RELIABILITY_FLOOR", "chance_corrected", "clip_half", "ReferenceNoise",
-    "reference_noise", "CorrectedCorrelation", "corrected_correlation",
+    "reference_noise", "CorrectedCorrelation", "corrected_correlation", "SingleMapDisattenuation",
+    "single_map_disattenuation",
 ]
 
 
@@ -542,3 +543,49 @@ def corrected_correlation(rho: Sequence[float], rho_null: Sequence[float], r_hal
                                         "Fisher z mean of null-corrected rho / sqrt(mean corrected reliability)",
                                         mu),
         floor=float(floor))
+
+
+@dataclass(frozen=True)
+class SingleMapDisattenuation:
+    """rho(E, reference) of one utterance, null-corrected and disattenuated by the reference's
+    own corrected reliability; ``lo``/``hi``: a percentile interval of the disattenuated value
+    from resampling the utterance's tokens (reliability and null held fixed)."""
+
+    rho: float
+    rho_null: float
+    rho_corrected: float
+    r_half: float
+    r_half_null: float
+    reliability: float
+    disattenuated: float
+    lo: float
+    hi: float
+    n_tokens: int
+
+
+def single_map_disattenuation(explanation: np.ndarray, reference: np.ndarray, noise: ReferenceNoise,
+                              normalization: str = "token_z", n_bootstrap: int = 1000, seed: int = 0,
+                              alpha: float = 0.05) -> SingleMapDisattenuation:
+    """Disattenuated correlation of one utterance with a token-bootstrap interval.
+
+    Parameters
+    ----------
+    explanation, reference : ``tokens x positions`` maps on the comparison grid (reference
+        already reduced).
+    noise : the reference's :class:`ReferenceNoise` (same reducer and normalization).
+    """
+    e = compare.normalize(np.asarray(explanation, dtype=np.float64), normalization)
+    r = compare.normalize(np.asarray(reference, dtype=np.float64), normalization)
+    if e.shape != r.shape:
+        raise ValueError(f"explanation {e.shape} and reference {r.shape} differ in shape")
+    rho = compare.correlation(e, r)
+    rho0 = noise.rho_null(explanation, normalization)
+    rel = noise.reliability
+    den = np.sqrt(rel) if np.isfinite(rel) and rel > 0 else np.nan
+    rc = float(chance_corrected(rho, rho0))
+    idx = np.random.default_rng(seed).integers(0, e.shape[0], size=(n_bootstrap, e.shape[0]))
+    boot = np.array([chance_corrected(compare.correlation(e[row], r[row]), rho0) for row in idx]) / den
+    boot = boot[np.isfinite(boot)]
+    lo, hi = (np.quantile(boot, [alpha / 2, 1 - alpha / 2]) if boot.size else (np.nan, np.nan))
+    return SingleMapDisattenuation(float(rho), float(rho0), rc, noise.r_half, noise.r_half_0, float(rel),
+                                   float(rc / den), float(lo), float(hi), int(e.shape[0]))

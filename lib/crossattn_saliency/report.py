@@ -92,7 +92,7 @@ def _row_estimate(row: Any, corrected: bool, min_utterances: int) -> Any:
 
 def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: Any, kind: str = "CA",
                  reducer: str = "max2d", n_bootstrap: int = 1000, seed: int = 0,
-                 min_utterances: int | None = None) -> Any:
+                 min_utterances: int | None = None, disattenuation_ok: bool | None = None) -> Any:
     """The study's claims next to our figures, each with a four-outcome verdict.
 
     Parameters
@@ -104,6 +104,8 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
     quality : ``pipeline.quality_table`` output.
     kind : the attention kind the claims are about (the study: plain cross-attention).
     n_bootstrap, seed, min_utterances : as in the profile.
+    disattenuation_ok : the outcome of notebook 05's check (``None``: not run). ``False``:
+        claims are decided on raw values, not on disattenuated ones.
 
     Returns
     -------
@@ -120,6 +122,7 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
 
     mu = V.MIN_UTTERANCES if min_utterances is None else int(min_utterances)
     kw = dict(n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
+    use_dis = disattenuation_ok is not False  # a failed check: decide on raw values
     conds = list(dict.fromkeys(r.condition for r in corr.rows if r.kind == kind))
     rows: list[dict[str, Any]] = []
 
@@ -167,7 +170,7 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
         shown = cs[1:] or cs[:1]
         for c in shown:
             r = corr.get(c, kind, "SM_X", pick.view)
-            e = _row_estimate(r, True, mu)
+            e = _row_estimate(r, use_dis, mu)
             v4[c] = V.judge(e, STUDY_RANGES["best_rho_x"])
             t4.append(f"{c}: {pick.view.label(pick.n_layers)} (chosen on {cs[0]}"
                       f"{'; same condition, optimistic' if c == cs[0] else ''}): {_fmt(r.rho)}")
@@ -179,7 +182,7 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
         vs, tr, td = {}, [], []
         for c in conds:
             r = corr.get(c, kind, target, View("all"))
-            e = _row_estimate(r, True, mu)
+            e = _row_estimate(r, use_dis, mu)
             vs[c] = V.judge(e, STUDY_RANGES[claim])
             tr.append(f"{c}: {_row_estimate(r, False, mu).text()} (Spearman {_fmt(r.spearman)}, "
                       f"pooled {_fmt(r.rho_pooled)})")
@@ -196,7 +199,7 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
                          "paired Fisher z difference", mu)
         dis = V.Estimate(m.gain_disattenuated, nan if few else m.dis_lo, nan if few else m.dis_hi, m.utterances,
                          "disattenuated", mu)
-        vg[m.condition] = V.judge(dis, STUDY_RANGES["gain"])
+        vg[m.condition] = V.judge(dis if use_dis else raw, STUDY_RANGES["gain"])
         tg.append(f"{m.condition}: {raw.text('+.2f')}")
         dg.append(f"{m.condition}: {dis.text('+.2f')}")
     rows.append(dict(claim="gain", compared="rho with SM_H minus with SM_X, same utterances", ours="; ".join(tg),
@@ -309,8 +312,9 @@ def _include(tables: Path, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
-    """``REPORT.md``: how the results were made, the claims table, and the main tables."""
+def report_markdown(profile: Any, claims: Any, tables: str | Path, disattenuation_ok: bool | None = None) -> str:
+    """``REPORT.md``: how the results were made, the claims table, and the main tables;
+    ``disattenuation_ok``: the outcome of notebook 05's check (``None``: not run)."""
     from . import __version__
 
     from . import kinds as kinds_mod
@@ -354,9 +358,16 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
         f"against a random floor of the same shape ({p.deletion_floor_draws} seeded draws: random encoder columns "
         "for expanded and pooled maps, random SLIC segments of the utterance's SM_X run for full-resolution maps) "
         "and the study's single-cell floor.",
-        "- Verdicts: decided on null-corrected, disattenuated values with their intervals against the study's "
-        "figure and range: holds, holds but smaller / larger than the study, does not hold, undecided (the "
-        "interval covers both), or not testable at this size.",
+        "- Verdicts: decided on " + ("null-corrected, disattenuated" if disattenuation_ok is not False else
+                                     "raw (the disattenuation check of notebook 05 failed)")
+        + " values with their intervals against the study's figure and range: holds, holds but smaller / larger "
+        "than the study, does not hold, undecided (the interval covers both), or not testable at this size. "
+        + {None: "The disattenuation check of notebook 05 was not run.",
+           True: "Notebook 05's check: every low-budget disattenuated value fell within the interval of its "
+                 "high-budget reference.",
+           False: "Notebook 05's check: some low-budget disattenuated values fell outside the interval of their "
+                  "high-budget reference, so disattenuated values are shown but not used for verdicts."}
+        [disattenuation_ok],
         "- Synthetic speech (`*-tts`) and real speech (`*-real`) are different sets and are never pooled.",
         "",
         "## The claims",
@@ -385,6 +396,8 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path) -> str:
         "## Deletion (faithfulness)", "", _include(tables, "deletion"),
         "## Reducers", "", _include(tables, "reducers"),
         "## Reliability of the saliency reference", "", _include(tables, "reliability_budget"),
+        "## Disattenuation checked against a high-budget reference", "",
+        _include(tables, "disattenuation_validation"),
         "## Limitations",
         f"- This profile explains {n_utt} utterance(s) per condition with {p.spes_perturbations:,} / "
         f"{p.spes_h_perturbations:,} perturbations (the study: 20,000)"
