@@ -175,6 +175,58 @@ def bench_model(name: str, audio: np.ndarray, n_perturbations: int, batch_size: 
     return out
 
 
+def shared_encoder_cost(name: str, audio: np.ndarray, n_perturbations: int = 32, batch_size: int = 16,
+                        device: str = "cpu", dtype: str = "float32", counts: Sequence[int] = (1, 2, 3),
+                        seed: int = 0) -> dict[str, Any]:
+    """Cost of SM_X for ``k`` conditions on one audio with shared encoder passes
+    (:meth:`~.whisper_spes.WhisperSpes.input_shared`), for each ``k`` in ``counts``.
+
+    The ``k`` hypotheses are copies of the model's greedy hypothesis (the cost of a decoder
+    pass depends on the number of tokens, not on which they are). Reports the loop seconds per
+    perturbation for each ``k``, its ratio to ``k`` separate runs (``k`` x the cost of one), and
+    the share of one pass spent in the encoder (from a bare encoder timing)."""
+    from .models import load_model
+
+    lm = load_model(name)
+    features, n_frames = transcribe.features(lm, audio, transcribe.SAMPLING_RATE, "bench")
+    prompt = lm.prompt_ids("en", "transcribe")
+    tokens = transcribe.decode(lm, features, "en", "transcribe", beam_size=1)
+    ws = WhisperSpes(lm.model, dtype=dtype, device=device)
+    params = SpesParams(n_perturbations=n_perturbations, batch_size=batch_size, seed=seed)
+    x = torch.as_tensor(features)[None].expand(batch_size, -1, -1).to(device)
+    with torch.inference_mode():
+        ws.model.model.encoder(x.to(ws.torch_dtype))  # warm-up
+        t0 = time.perf_counter()
+        ws.model.model.encoder(x.to(ws.torch_dtype))
+        enc_s = (time.perf_counter() - t0) / batch_size
+    rows = []
+    for k in counts:
+        res = ws.input_shared(features, n_frames, [(prompt, tokens)] * k, params, progress=False)
+        rows.append({"conditions": k, "loop_s_per_perturbation": res[0].info["loop_s"] / n_perturbations})
+    one = rows[0]["loop_s_per_perturbation"]
+    for r in rows:
+        r["ratio_to_one"] = r["loop_s_per_perturbation"] / one
+        r["ratio_to_separate_runs"] = r["loop_s_per_perturbation"] / (r["conditions"] * one)
+    return {"model": name, "n_tokens": len(tokens), "n_frames": int(n_frames), "dtype": dtype,
+            "n_perturbations": n_perturbations, "batch_size": batch_size,
+            "encoder_s_per_perturbation": enc_s, "encoder_share_of_one": enc_s / one, "rows": rows}
+
+
+def shared_to_markdown(results: Sequence[dict[str, Any]], machine: str) -> str:
+    """Markdown table of :func:`shared_encoder_cost` results."""
+    lines = ["# SM_X for several conditions of one audio: shared encoder passes", "",
+             f"Machine: {machine}. Each mask is encoded once and decoded once per condition; "
+             "ratio to separate runs = cost of the shared run / (k x cost of one condition).", "",
+             "| model | dtype | tokens | encoder share of one pass | conditions | s per perturbation "
+             "| ratio to one | ratio to separate runs |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for row in r["rows"]:
+            lines.append(f"| {r['model']} | {r['dtype']} | {r['n_tokens']} | {r['encoder_share_of_one']:.2f} | "
+                         f"{row['conditions']} | {row['loop_s_per_perturbation']:.3f} | {row['ratio_to_one']:.2f} | "
+                         f"{row['ratio_to_separate_runs']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """A short human-readable table of :func:`run` 's report."""
     m = report["machine"]
@@ -248,7 +300,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--audio", default=None,
                     help="audio file, resampled to 16 kHz mono (default: a LibriVox clip from pocketsphinx's sdist)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shared-encoder", action="store_true",
+                    help="only measure SM_X for 1, 2, 3 conditions of one audio with shared encoder passes "
+                         "(writes shared_encoder.json / .md)")
     a = ap.parse_args(argv)
+    if a.shared_encoder:
+        from . import data
+
+        samples = data.read_audio(Path(a.audio) if a.audio else default_clip())
+        dtype = "bfloat16" if config.native_bf16(a.device) else "float32"
+        res = [shared_encoder_cost(m, samples, a.n_perturbations, a.batch_size, a.device, dtype, seed=a.seed)
+               for m in a.models]
+        dev = torch.cuda.get_device_name(0) if str(a.device).startswith("cuda") else (platform.processor() or "cpu")
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        cache.write_json(out / "shared_encoder.json", {"date": time.strftime("%Y-%m-%d"), "device": dev,
+                                                       "threads": torch.get_num_threads(), "models": res})
+        md = shared_to_markdown(res, f"{a.device} ({dev}), {torch.get_num_threads()} torch threads")
+        with cache.atomic_path(out / "shared_encoder.md", ".md") as tmp:
+            tmp.write_text(md)
+        print(md)
+        return
     report = run(a.out, a.models, a.n_perturbations, a.batch_size, a.bare_batches, a.device, a.audio, a.seed)
     print(to_markdown(report))
 
