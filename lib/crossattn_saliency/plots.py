@@ -404,7 +404,7 @@ def plot_disattenuation_validation(table: Any, ax: Axes | None = None) -> Figure
     ``table``: ``pipeline.disattenuation_validation`` frames, concatenated (a ``target``
     column tells the references apart).
     """
-    fig, ax = _axis(ax, (6.0, 0.6 + 0.55 * max(1, table.groupby(["condition", "target"]).ngroups)))
+    fig, ax = _axis(ax, (7.5, 1.2 + 0.6 * max(1, table.groupby(["condition", "target"]).ngroups)))
     labels = []
     for y, ((cond, target), g) in enumerate(table.groupby(["condition", "target"], sort=False)):
         high = g[g["map"] == "high"].iloc[0]
@@ -417,7 +417,7 @@ def plot_disattenuation_validation(table: Any, ax: Axes | None = None) -> Figure
         labels.append(f"{cond}\n{target}: {int(high['perturbations']):,} vs {int(low['perturbations'].iloc[0]):,}")
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels(labels, fontsize=7)
-    ax.invert_yaxis()
+    ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xlabel("disattenuated rho(CA all layers, reference)")
-    ax.legend(frameon=False, fontsize=7, loc="best")
+    ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
