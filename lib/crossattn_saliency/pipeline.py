@@ -331,7 +331,10 @@ def correlation(profile: Profile, cond: Condition, items: list[Explained], reduc
                     rho_null=float(np.nanmean(cc.rho_null_per_utterance)), rho_corrected=cc.rho_corrected.value,
                     r_half=float(np.nanmean(cc.r_half_per_utterance)),
                     r_half_null=float(np.nanmean(cc.r_half_null_per_utterance)),
-                    rho_per_utterance=tuple(float(v) for v in pe.per_utterance)))
+                    rho_per_utterance=tuple(float(v) for v in pe.per_utterance),
+                    rho_null_per_utterance=tuple(float(v) for v in cc.rho_null_per_utterance),
+                    r_half_per_utterance=tuple(float(v) for v in cc.r_half_per_utterance),
+                    r_half_null_per_utterance=tuple(float(v) for v in cc.r_half_null_per_utterance)))
     return CorrelationTable(rows)
 
 
@@ -349,22 +352,14 @@ def context_mixing(profile: Profile, cond: Condition, items: list[Explained], ki
     raw = verdicts.paired_estimate(rh.rho_per_utterance, rx.rho_per_utterance, average="fisher",
                                    n_bootstrap=profile.n_bootstrap, seed=profile.seed,
                                    min_utterances=profile.min_utterances)
-    # per-utterance corrected values of each side, from the same noise records
-    sides = {}
-    for target, row in (("SM_X", rx), ("SM_H", rh)):
-        e_red = [it[kind].on_encoder_grid(view, reducer) for it in items]
-        noise = [reference_noise(profile, cond, it, target, reducer, profile.normalization) for it in items]
-        sides[target] = (np.asarray(row.rho_per_utterance),
-                         np.array([nz.rho_null(e, profile.normalization) for nz, e in zip(noise, e_red)]),
-                         np.array([nz.r_half for nz in noise]), np.array([nz.r_half_0 for nz in noise]))
+    # per utterance, each side null-corrected and divided by its own reference's corrected reliability
+    sides = [(reliability.chance_corrected(np.asarray(r.rho_per_utterance), np.asarray(r.rho_null_per_utterance)),
+              reliability.corrected_reliability(np.asarray(r.r_half_per_utterance),
+                                                np.asarray(r.r_half_null_per_utterance))) for r in (rh, rx)]
 
     def dis(rows: Any) -> float:
-        out = []
-        for target in ("SM_H", "SM_X"):
-            rho, rho0, rh_, rh0 = (v[rows] for v in sides[target])
-            out.append(reliability.corrected_correlation(rho, rho0, rh_, rh0, floor=profile.reliability_floor,
-                                                         n_bootstrap=1, min_utterances=10 ** 9).disattenuated.value)
-        return out[0] - out[1]
+        h, x = (reliability.disattenuated_value(rc[rows], rel[rows], profile.reliability_floor) for rc, rel in sides)
+        return h - x
 
     n = len(items)
     est = dis(np.arange(n))
@@ -403,6 +398,7 @@ def disattenuation_validation(profile: Profile, cond: Condition, target: str = "
 
     from . import reliability
     from .config import derive_seed
+    from .progress import bar
 
     grid = kinds.get(target).grid
     base = profile.spes_perturbations if grid == "input" else profile.spes_h_perturbations
@@ -412,12 +408,12 @@ def disattenuation_validation(profile: Profile, cond: Condition, target: str = "
     e = kinds.get(kind).compute(ctx, utt).on_encoder_grid(view, profile.reducer)
     runs = [("high", base * factor, "validation high")] + [(f"repeat {i + 1}", base, f"validation {i + 1}")
                                                             for i in range(repeats)]
+    red = profile.reducer if grid == "input" else None
     rows = []
-    for label, n, tag in progress_iter(runs, progress, f"validation {target} {cond.name}"):
-        res = kinds.spes_record(ctx, utt, grid, n_perturbations=n, section=f"validation_{target}/{tag.replace(' ', '_')}", seed_tag=tag,
-                                progress=progress)
+    for label, n, tag in bar(runs, desc=f"validation {target} {cond.name}", unit="map", disable=not progress):
+        res = kinds.spes_record(ctx, utt, grid, n_perturbations=n, section=f"validation_{target}/{tag.replace(' ', '_')}",
+                                seed_tag=tag, progress=progress)
         ref = kinds.spes_explanation(ctx, utt, target, res)
-        red = profile.reducer if grid == "input" else None
         nz = reliability.reference_noise(ref.resample, ref.design, red, profile.normalization,
                                          profile.reliability_splits, profile.null_permutations,
                                          derive_seed(profile.seed, utt.utt_id, target, tag, "noise"))
@@ -451,13 +447,6 @@ def disattenuation_holds(checks: Any) -> bool:
     """True when every low-budget disattenuated value lies within its high-budget interval."""
     low = checks[checks["map"] != "high"]
     return bool(len(low)) and bool(low["within"].astype(bool).all())
-
-
-def progress_iter(items: Sequence[Any], show: bool, desc: str) -> Any:
-    """``items`` with a progress bar (:mod:`.progress`) when ``show``."""
-    from .progress import bar
-
-    return bar(items, desc=desc, unit="map", disable=not show)
 
 
 # --------------------------------------------------------------------------- deletion

@@ -44,7 +44,8 @@ __all__ = [
     "split_half_reliability", "spearman_brown", "reliability_at", "budget_for_reliability",
     "noise_ceiling", "disattenuate", "ReliabilityTable", "reliability_table",
     "compare_reliability_tables", "RELIABILITY_FLOOR", "chance_corrected", "clip_half", "ReferenceNoise",
-    "reference_noise", "CorrectedCorrelation", "corrected_correlation", "SingleMapDisattenuation",
+    "reference_noise", "CorrectedCorrelation", "corrected_correlation", "disattenuated_value",
+    "corrected_reliability", "SingleMapDisattenuation",
     "single_map_disattenuation",
 ]
 
@@ -495,6 +496,24 @@ class CorrectedCorrelation:
         return bool(np.isfinite(self.reliability) and self.reliability >= self.floor)
 
 
+def disattenuated_value(rho_corrected: np.ndarray, reliability: np.ndarray, floor: float = RELIABILITY_FLOOR) -> float:
+    """Set-level disattenuated correlation: Fisher-z mean of the per-utterance null-corrected
+    rho divided by sqrt(mean corrected reliability); NaN ("not estimable") below ``floor``."""
+    from . import verdicts
+
+    rel = np.asarray(reliability, dtype=np.float64)
+    r = np.nanmean(rel) if np.any(np.isfinite(rel)) else np.nan
+    if not np.isfinite(r) or r < floor:
+        return float("nan")
+    return verdicts.fisher_mean(rho_corrected) / np.sqrt(r)
+
+
+def corrected_reliability(r_half: np.ndarray, r_half_null: np.ndarray) -> np.ndarray:
+    """Per-utterance full-map reliability: the half reliability null-corrected, clipped to
+    [0, 1) and stepped up with Spearman-Brown (k = 2)."""
+    return np.asarray(spearman_brown(clip_half(chance_corrected(r_half, r_half_null)), 2.0), dtype=np.float64)
+
+
 def corrected_correlation(rho: Sequence[float], rho_null: Sequence[float], r_half: Sequence[float],
                           r_half_null: Sequence[float], floor: float = RELIABILITY_FLOOR,
                           n_bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05,
@@ -515,14 +534,11 @@ def corrected_correlation(rho: Sequence[float], rho_null: Sequence[float], r_hal
         raise ValueError(f"need one value per utterance everywhere: rho {rho.shape}, rho_null {rho0.shape}, "
                          f"r_half {rh.shape}, r_half_null {rh0.shape}")
     rc = np.asarray(chance_corrected(rho, rho0), dtype=np.float64)
-    rel = np.asarray(spearman_brown(clip_half(chance_corrected(rh, rh0)), 2.0), dtype=np.float64)
+    rel = corrected_reliability(rh, rh0)
     kw = dict(n_bootstrap=n_bootstrap, seed=seed, alpha=alpha, min_utterances=mu)
 
     def dis(rows: Any) -> float:
-        r = np.nanmean(rel[rows]) if np.any(np.isfinite(rel[rows])) else np.nan
-        if not np.isfinite(r) or r < floor:
-            return float("nan")
-        return verdicts.fisher_mean(rc[rows]) / np.sqrt(r)
+        return disattenuated_value(rc[rows], rel[rows], floor)
 
     est = dis(slice(None))
     lo = hi = float("nan")

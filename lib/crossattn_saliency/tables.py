@@ -29,7 +29,9 @@ class CorrelationRow:
     null-corrected half reliability, clipped to [0, 1), Spearman-Brown stepped up;
     ``ceiling`` = sqrt(reliability); ``rho_disattenuated`` = rho_corrected / ceiling
     with its interval (NaN, "not estimable", below the reliability floor).
-    ``rho_per_utterance``: the per-utterance Pearson values (for paired comparisons).
+    ``rho_per_utterance``, ``rho_null_per_utterance``, ``r_half_per_utterance``,
+    ``r_half_null_per_utterance``: the per-utterance values behind the set level (for paired
+    comparisons such as the context-mixing gain).
     """
 
     condition: str
@@ -58,10 +60,15 @@ class CorrelationRow:
     r_half: float = float("nan")
     r_half_null: float = float("nan")
     rho_per_utterance: tuple[float, ...] = ()
+    rho_null_per_utterance: tuple[float, ...] = ()
+    r_half_per_utterance: tuple[float, ...] = ()
+    r_half_null_per_utterance: tuple[float, ...] = ()
 
     def record(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("view"), d.pop("n_layers"), d.pop("rho_per_utterance")
+        for k in ("view", "n_layers", "rho_per_utterance", "rho_null_per_utterance", "r_half_per_utterance",
+                  "r_half_null_per_utterance"):
+            d.pop(k)
         view = self.view.fields(self.n_layers) if self.view is not None else \
             {"view": "map", "view_kind": "map", "layer": None, "head": None}
         out = {k: d[k] for k in ("condition", "model", "set", "task", "kind")}
