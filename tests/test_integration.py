@@ -88,3 +88,49 @@ def test_base_translates_italian_speech():
     text = base.tokenizer.decode(ids, skip_special_tokens=True)
     assert "<|" not in raw and raw == text, raw
     assert re.search(r"[A-Za-z]{2,}", text), text
+
+
+@pytest.fixture(scope="module")
+def tiny_en_utterance(librivox):
+    lm = models.load_model("whisper-tiny.en")
+    audio, sr, _ = librivox
+    feats, n = transcribe.features(lm, audio, sr, CLIP)
+    ids = transcribe.decode(lm, feats, "en", "transcribe", beam_size=1)
+    return lm, feats, n, lm.prompt_ids("en", "transcribe"), ids
+
+
+@pytest.mark.parametrize("backend", ["openvino", "inductor"])
+def test_a_fast_backend_is_admitted_on_the_same_masks(tiny_en_utterance, backend):
+    from crossattn_saliency import backends, whisper_spes
+
+    if not whisper_spes.backend_available(backend):
+        pytest.skip(f"{backend} is not installed")
+    lm, feats, n, prompt, ids = tiny_en_utterance
+    dtype = "bfloat16" if backend == "openvino" else "float32"
+    result = backends.check(lm.model, feats, n, prompt, ids, backend, dtype, n_perturbations=32, batch_size=16,
+                            model_name=lm.name)
+    assert result.faithful, result
+    assert backends.require(result) is result and result.n_tokens == len(ids)
+
+
+def test_an_unfaithful_backend_is_refused_by_the_check(tiny_en_utterance, monkeypatch):
+    """A backend whose encoder output is off by noise of 30 % of its spread gives other maps on the same
+    masks: the check measures it and refuses it, naming the numbers and the way out."""
+    import torch
+
+    from crossattn_saliency import backends, whisper_spes
+
+    lm, feats, n, prompt, ids = tiny_en_utterance
+    real = whisper_spes.WhisperSpes._encode_batch
+    gen = torch.Generator().manual_seed(0)
+
+    def noisy(self, x):
+        h = real(self, x)
+        return h if self.dtype == "float32" else h + 0.3 * h.float().std() * torch.randn(h.shape, generator=gen).to(h.dtype)
+
+    monkeypatch.setattr(whisper_spes.WhisperSpes, "_encode_batch", noisy)
+    result = backends.check(lm.model, feats, n, prompt, ids, "torch", "bfloat16", n_perturbations=32, batch_size=16,
+                            model_name=lm.name)
+    assert not result.faithful and result.pearson_mean < backends.MIN_MEAN
+    with pytest.raises(backends.BackendRefused, match="not faithful.*spes_backend='torch'"):
+        backends.require(result)

@@ -34,7 +34,7 @@ def tiny_profile(tiny_model_dir, tmp_path_factory):
                                  spes_perturbations=16, spes_h_perturbations=16, spes_batch_size=8,
                                  saliency_utterances=2, deletion_utterances=1, deletion_step=50, deletion_beam=1,
                                  gradient_steps=4, gradient_batch_size=4, n_bootstrap=20, explanations=list(KINDS),
-                                 on_mismatch="error")
+                                 on_mismatch="error", dtype="float32", spes_backend="torch")
         yield cfg, cond
 
 
@@ -213,3 +213,39 @@ def test_disattenuation_validation_runs_high_and_independent_low_budget_maps(tin
     assert len(list(root.rglob("*.npz"))) == n_files == 3
     pd_equal = again.drop(columns=["within"]).equals(df.drop(columns=["within"]))
     assert pd_equal                                     # read back from the store: the same numbers
+
+
+def test_an_unfaithful_backend_is_refused_before_any_map_is_stored(tiny_profile, monkeypatch, tmp_path):
+    """The pipeline admits a SPES backend other than float32 PyTorch only after its check (stored once per
+    model); a refused one stops the run with the numbers, and no saliency record is written."""
+    from crossattn_saliency import backends
+
+    cfg, cond = tiny_profile
+    calls = []
+
+    def fake_check(*a, **k):
+        calls.append(a[5:7])
+        return backends.BackendCheck(model=cond.model, backend=a[5], dtype=a[6], n_perturbations=64, n_tokens=3,
+                                     pearson_mean=0.9, pearson_min=0.5, seconds_reference=2.0, seconds_backend=1.0)
+
+    monkeypatch.setattr(backends, "check", fake_check)
+    monkeypatch.setenv(config.ENV_ROOT, str(tmp_path))
+    bad = cfg.with_overrides(dtype="bfloat16", spes_backend="torch")
+    with pytest.raises(backends.BackendRefused, match="0.9000 per token"):
+        pipeline.explain(bad, cond, ["SM_X"], n=1, progress=False)
+    assert calls == [("torch", "bfloat16")]
+    assert not list((config.cache_dir(bad.name) / "saliency_x").rglob("*.npz"))
+    # the refusal is stored: a rerun refuses again without checking again
+    with pytest.raises(backends.BackendRefused):
+        pipeline.explain(bad, cond, ["SM_X"], n=1, progress=False)
+    assert len(calls) == 1
+
+
+def test_backend_auto_resolves_to_an_installed_backend():
+    from crossattn_saliency import backends, whisper_spes
+
+    assert backends.resolve("auto", "cuda") == "torch"
+    want = "openvino" if whisper_spes.backend_available("openvino") else "torch"
+    assert backends.resolve("auto", "cpu") == want
+    with pytest.raises(ValueError, match="spes_backend='onnx' is invalid"):
+        backends.resolve("onnx")

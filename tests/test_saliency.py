@@ -13,6 +13,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 from scipy.stats import spearmanr
 
+from crossattn_saliency import backends
 from crossattn_saliency import spes as sal
 from crossattn_saliency.saliency_result import SaliencyResult
 from crossattn_saliency.spes import MaskSampler, Spes, SpesParams, encoder_units, slic_levels
@@ -418,15 +419,16 @@ def test_result_file_written_before_the_split_still_loads_and_matches(tiny_whisp
     assert old.kind == "encoder" and old.utt_id == "u1" and old.scores.shape == (5, 45)
     assert old.params == {**SMALL.to_dict(), "kind": "encoder", "dtype": "float32", "snapshots": [8]}
     assert sorted(old.snapshots) == [8] and old.n_segments == [45]
-    # the same run today gives the same counts exactly and the same maps up to float32 rounding
+    # the same run today draws the same masks: the same counts exactly. Its maps are not compared:
+    # the tiny random model's KL scores are float32 rounding (mean 5e-8 on the AVX2 CPU that wrote
+    # the file, 2e-9 on an AMX CPU), so they carry nothing to compare across machines; equal maps for
+    # equal masks are tested on planted models (batch-size and shared-encoder tests)
     new = _tiny_encoder_result(tiny_whisper, utt)
     np.testing.assert_array_equal(new.counts, old.counts)
     np.testing.assert_array_equal(new.half_counts, old.half_counts)
     for name in ("scores", "half_a", "half_b"):
         x, y = getattr(new, name), getattr(old, name)
-        # the tiny model's KL scores are ~1e-7, where float32 reduction order (which changes with the
-        # thread count) moves single cells by up to ~20%: same map, not the same bits
-        assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.95, name
+        assert x.shape == y.shape and x.dtype == y.dtype and np.isfinite(x).all(), name
     # and today's file has the same format: the old arrays with the same names and dtypes, the same
     # metadata, plus the per-perturbation scores and units (which the old file lacks: no design)
     from crossattn_saliency import cache
@@ -474,15 +476,15 @@ def test_engine_kl_scorer_is_kl_scores():
     assert torch.equal(sal.kl_scores(ref, ref[None]), torch.zeros(1, 4))
 
 
-def test_bench_map_agreement_z_scores_per_token(tiny_whisper, utt):
+def test_map_agreement_z_scores_per_token(tiny_whisper, utt):
     from crossattn_saliency import bench
 
     rng = np.random.default_rng(0)
     maps = rng.normal(3.0, 2.0, size=(4, 6, 5))
     # a per-token affine change (what a dtype's scale drift would do) does not change the agreement
-    same = bench.map_agreement(maps, maps * np.array([1.0, 10.0, 0.1, 2.0])[:, None, None] + 5.0)
+    same = backends.map_agreement(maps, maps * np.array([1.0, 10.0, 0.1, 2.0])[:, None, None] + 5.0)
     assert same["pearson_all"] == pytest.approx(1.0) and same["pearson_per_token_min"] == pytest.approx(1.0)
-    noisy = bench.map_agreement(maps, maps + rng.normal(0.0, 2.0, size=maps.shape))
+    noisy = backends.map_agreement(maps, maps + rng.normal(0.0, 2.0, size=maps.shape))
     assert 0.3 < noisy["pearson_per_token_min"] <= noisy["pearson_per_token_mean"] < 0.95
     ws = WhisperSpes(tiny_whisper, dtype="float32", attn_implementation="eager")
     ids, _ = teacher_forcing_inputs(utt["prompt_ids"], utt["token_ids"])

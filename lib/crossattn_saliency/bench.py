@@ -36,7 +36,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import cache, compare, config, transcribe
+from . import cache, config, transcribe
+from .backends import map_agreement
 from .spes import SpesParams, floor_value
 from .transcribe import teacher_forcing_inputs
 from .whisper_spes import WhisperSpes
@@ -103,25 +104,6 @@ def interleaved_ratio(ws: WhisperSpes, features: np.ndarray, n_frames: int, prom
 def _sync(device: str) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def map_agreement(maps_a: np.ndarray, maps_b: np.ndarray) -> dict[str, float]:
-    """How alike two runs' maps are after per-token z-scoring (``compare.normalize(maps, "token_z")``).
-
-    Parameters
-    ----------
-    maps_a, maps_b : ``tokens x ...`` maps of the same utterance and masks (e.g.
-        float32 and bfloat16 SM_X, ``tokens x frames x mel``).
-
-    Returns
-    -------
-    ``pearson_all`` (all cells of all tokens at once), ``pearson_per_token_mean`` and
-    ``pearson_per_token_min`` (one Pearson correlation per token; NaN for a constant token).
-    """
-    za, zb = compare.normalize(maps_a, "token_z"), compare.normalize(maps_b, "token_z")
-    per_tok = [compare.correlation(a, b, "pearson") for a, b in zip(za, zb)]
-    return {"pearson_all": compare.correlation(za, zb, "pearson"),
-            "pearson_per_token_mean": float(np.mean(per_tok)), "pearson_per_token_min": float(np.min(per_tok))}
 
 
 def bench_model(name: str, audio: np.ndarray, n_perturbations: int, batch_size: int, bare_batches: int,

@@ -161,6 +161,10 @@ class Profile:
     #: elsewhere (emulated bf16 was 4-17x slower than float32 on an AVX2-only CPU). bf16 maps
     #: agree with float32 at Pearson >= 0.99 per token (results/bench/).
     dtype: str = "auto"
+    #: how the encoder of SM_X's perturbation passes runs (``backends``): "auto" (OpenVINO on a CPU where
+    #: it is installed, PyTorch elsewhere), "torch", "inductor" (torch.compile) or "openvino"; a backend
+    #: is used only after its maps matched float32 PyTorch's on the same masks (``backends.check``)
+    spes_backend: str = "auto"
     #: device of every model use (decoding, attention, saliency, gradients, deletion)
     device: str = "cpu"
     #: dtype of the reference computations: decoding, cross-attention, deletion decoding

@@ -170,26 +170,72 @@ SPES_KEEPS = "per-perturbation scores and units"
 def spes_record_params(profile: "Profile", grid: str, n_perturbations: int | None = None,
                        snapshots: tuple[int, ...] = (), utt_id: str | None = None,
                        seed_tag: str = "") -> dict[str, Any]:
-    """The store parameters of a SPES record: the run's settings, its grid, dtype and
-    snapshots. Every map draws its own masks: with ``utt_id`` the seed is the map's own,
-    ``derive_seed(profile.seed, utt_id, grid[, seed_tag])`` (``seed_tag`` names independent
-    repeats of the same map); without, the profile's seed is shown."""
+    """The store parameters of a SPES record: the run's settings, its grid, dtype, snapshots and,
+    for SM_X, the backend of its encoder passes. Every map draws its own masks: with ``utt_id`` the
+    seed is the map's own, ``derive_seed(profile.seed, utt_id, grid[, seed_tag])`` (``seed_tag``
+    names independent repeats of the same map); without, the profile's seed is shown."""
+    from .backends import resolve
     from .config import derive_seed
 
     params = spes_params(profile, grid, n_perturbations)
     if utt_id is not None:
         params = params.replace(seed=derive_seed(profile.seed, utt_id, grid, *([seed_tag] if seed_tag else [])))
-    return {**params.to_dict(), "kind": grid, "dtype": profile.spes_dtype,
-            "snapshots": sorted(int(s) for s in snapshots), "keeps": SPES_KEEPS}
+    out = {**params.to_dict(), "kind": grid, "dtype": profile.spes_dtype,
+           "snapshots": sorted(int(s) for s in snapshots), "keeps": SPES_KEEPS}
+    if grid == "input":  # SM_H runs the decoder only, always in PyTorch
+        out["backend"] = resolve(profile.spes_backend, profile.device)
+    return out
 
 
-def whisper_spes(ctx: Context) -> Any:
-    """The context's model prepared for perturbation passes (a copy in ``profile.spes_dtype``)."""
+#: parameters added to SM_X records after some were written, with the value those records had
+SPES_DEFAULTS = {"backend": "torch"}
+
+
+def _spes_defaults(wanted: dict[str, Any]) -> dict[str, Any] | None:
+    return SPES_DEFAULTS if "backend" in wanted else None
+
+
+def whisper_spes(ctx: Context, utt: "Utterance | None" = None) -> Any:
+    """The context's model prepared for perturbation passes: a copy in ``profile.spes_dtype`` whose
+    encoder runs on the profile's backend. A backend other than float32 PyTorch is admitted once
+    per model, on ``utt``, by :func:`backend_check` (stored; an unfaithful one is refused)."""
+    from .backends import resolve
     from .whisper_spes import WhisperSpes
 
     if "spes" not in ctx.prepared:
-        ctx.prepared["spes"] = WhisperSpes(ctx.model.model, dtype=ctx.profile.spes_dtype, device=ctx.profile.device)
+        p = ctx.profile
+        backend = resolve(p.spes_backend, p.device)
+        ws = WhisperSpes(ctx.model.model, dtype=p.spes_dtype, device=p.device, backend=backend)
+        if utt is not None and (backend, p.spes_dtype) != ("torch", "float32"):
+            backend_check(ctx, utt, ws)
+        ctx.prepared["spes"] = ws
     return ctx.prepared["spes"]
+
+
+def backend_check(ctx: Context, utt: "Utterance", ws: Any) -> Any:
+    """The stored :class:`~.backends.BackendCheck` of the context's model, backend and dtype
+    (computed on ``utt`` the first time); raises :class:`~.backends.BackendRefused` if unfaithful."""
+    from . import backends
+    from .progress import say
+
+    p = ctx.profile
+    params = {"n_perturbations": backends.CHECK_PERTURBATIONS, "utterance": utt.utt_id, "seed": p.seed,
+              "min_mean": backends.MIN_MEAN, "min_token": backends.MIN_TOKEN, "device": p.device}
+
+    def compute() -> dict[str, Any]:
+        say(f"checking SPES backend {ws.backend} ({ws.dtype}) of {ctx.condition.model} against float32 PyTorch "
+            f"on {backends.CHECK_PERTURBATIONS} masks of {utt.utt_id} ...")
+        return backends.check(ctx.model.model, utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids,
+                              ws.backend, ws.dtype, p.device, backends.CHECK_PERTURBATIONS, p.spes_batch_size,
+                              p.seed, ctx.condition.model, prepared=ws).to_dict()
+
+    rec = ctx.store.fetch_json("backend_check", f"{ctx.condition.model_label}/{ws.backend}-{ws.dtype}", params,
+                               compute)
+    result = backends.BackendCheck.from_dict(rec)
+    say(f"SPES backend {result.backend} ({result.dtype}) for {result.model}: maps vs float32 PyTorch Pearson "
+        f"{result.pearson_mean:.4f} per token (lowest {result.pearson_min:.4f}), {result.speedup:.1f}x as fast: "
+        f"{'admitted' if result.faithful else 'refused'}")
+    return backends.require(result)
 
 
 def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int | None = None,
@@ -203,14 +249,14 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
     section = section or ("saliency_x" if grid == "input" else "saliency_h")
     wanted = spes_record_params(ctx.profile, grid, n_perturbations, snapshots, utt_id=utt.utt_id, seed_tag=seed_tag)
     params = SpesParams.from_dict({k: v for k, v in wanted.items()
-                                   if k not in ("kind", "dtype", "snapshots", "keeps")})
+                                   if k not in ("kind", "dtype", "snapshots", "keeps", "backend")})
 
     from .progress import to_terminal
 
     save = lambda obj, path: obj.save(path)  # noqa: E731
 
     def compute() -> Any:
-        ws = whisper_spes(ctx)
+        ws = whisper_spes(ctx, utt)
         show = progress or to_terminal()
         pending = (_pending_siblings(ctx, utt, section, wanted)
                    if grid == "input" and not snapshots and not seed_tag else [])
@@ -220,7 +266,8 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
             for (name, h), r in zip(pending, others):
                 r.utt_id, r.params = file_id(utt.utt_id), dict(wanted)
                 ctx.store.fetch(section, f"{name}/{file_id(utt.utt_id)}", wanted, lambda r=r: r, save,
-                                SaliencyResult.load, identity={"token_ids": [int(t) for t in h.token_ids]})
+                                SaliencyResult.load, identity={"token_ids": [int(t) for t in h.token_ids]},
+                                defaults=_spes_defaults(wanted))
         else:
             fn = ws.input if grid == "input" else ws.encoder
             res = fn(utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids, params,
@@ -230,7 +277,8 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
         return res
 
     return ctx.store.fetch(section, ctx.key(utt), wanted, compute, save, SaliencyResult.load,
-                           identity={"token_ids": [int(t) for t in utt.hyp.token_ids]})
+                           identity={"token_ids": [int(t) for t in utt.hyp.token_ids]},
+                           defaults=_spes_defaults(wanted))
 
 
 def _pending_siblings(ctx: Context, utt: "Utterance", section: str, wanted: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -240,7 +288,8 @@ def _pending_siblings(ctx: Context, utt: "Utterance", section: str, wanted: dict
     out = []
     for name, h in ctx.siblings(utt):
         path = ctx.store.path(section, f"{name}/{file_id(utt.utt_id)}")
-        if not h.token_ids or ctx.store.status(path, wanted, {"token_ids": [int(t) for t in h.token_ids]}) == "valid":
+        if not h.token_ids or ctx.store.status(path, wanted, {"token_ids": [int(t) for t in h.token_ids]},
+                                                 _spes_defaults(wanted)) == "valid":
             continue
         out.append((name, h))
     return out

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["ENV", "bar", "to_terminal"]
+__all__ = ["ENV", "bar", "say", "to_terminal"]
 
 #: ``CROSSATTN_SALIENCY_PROGRESS=terminal`` sends bars to the terminal behind a notebook kernel
 ENV = "CROSSATTN_SALIENCY_PROGRESS"
@@ -37,3 +37,10 @@ def bar(iterable: Any = None, **kw: Any) -> Any:
     from tqdm.auto import tqdm as auto_tqdm
 
     return auto_tqdm(iterable, **kw)
+
+
+def say(message: str) -> None:
+    """One line of news for the person watching a run (a check, a recomputation): to the terminal
+    behind a notebook kernel (never into the executed notebook), to standard error elsewhere."""
+    stream = sys.__stderr__ if to_terminal() else sys.stderr
+    print(message, file=stream, flush=True)

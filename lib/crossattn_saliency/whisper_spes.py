@@ -25,7 +25,7 @@ from .spes import ForwardFn, Spes, SpesParams, SpesRun, encoder_units, floor_val
 from .transcribe import teacher_forcing_inputs
 
 __all__ = ["WhisperSpes", "prepare", "spes_input", "spes_encoder", "recorded_params", "torch_dtype",
-           "DTYPES", "ATTN", "AUTO_ATTN"]
+           "DTYPES", "ATTN", "AUTO_ATTN", "BACKENDS", "backend_available"]
 
 #: dtypes the perturbation passes can run in (scores are float32 either way)
 DTYPES = ("float32", "bfloat16")
@@ -34,6 +34,23 @@ ATTN = ("auto", "eager", "sdpa")
 #: attention implementation used for the perturbation passes when ``"auto"``
 #: (measured by :mod:`crossattn_saliency.bench`: sdpa is faster on CPU and GPU)
 AUTO_ATTN = "sdpa"
+#: how the encoder of the perturbation passes runs: ``"torch"`` (eager PyTorch), ``"inductor"``
+#: (``torch.compile`` with freezing, static shapes) or ``"openvino"`` (the encoder converted with
+#: ``openvino.convert_model``, ``dtype`` as its inference precision). The decoder always runs in
+#: PyTorch. A backend is used for results only after :func:`crossattn_saliency.backends.check`
+#: found its maps equal to float32 PyTorch's on the same masks.
+BACKENDS = ("torch", "inductor", "openvino")
+
+
+def backend_available(backend: str) -> bool:
+    """Whether ``backend`` can run here (``"openvino"`` needs the ``openvino`` package)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is invalid: choose one of {list(BACKENDS)}")
+    if backend == "openvino":
+        import importlib.util
+
+        return importlib.util.find_spec("openvino") is not None
+    return True
 
 
 def recorded_params(params: SpesParams, kind: str, dtype: str, snapshots: Sequence[int]) -> dict[str, Any]:
@@ -60,12 +77,18 @@ class WhisperSpes:
     device : torch device string.
     attn_implementation : ``"auto"`` (:data:`AUTO_ATTN`), ``"eager"`` or ``"sdpa"``;
         attention weights are not needed for the perturbation passes.
+    backend : how the encoder runs (:data:`BACKENDS`); the decoder runs in PyTorch.
     """
 
     def __init__(self, model: Any, dtype: str = "bfloat16", device: str = "cpu",
-                 attn_implementation: str = "auto") -> None:
+                 attn_implementation: str = "auto", backend: str = "torch") -> None:
         if attn_implementation not in ATTN:
             raise ValueError(f"attn_implementation={attn_implementation!r} is invalid: choose one of {list(ATTN)}")
+        if not backend_available(backend):
+            raise ImportError(f"backend={backend!r} needs the {backend} package: pip install {backend} "
+                              "(see requirements.txt), or use backend='torch'")
+        if backend == "openvino" and not str(device).startswith("cpu"):
+            raise ValueError(f"backend='openvino' runs on the CPU here, not on {device!r}: use backend='torch'")
         tdt = torch_dtype(dtype)
         if not (hasattr(model, "model") and hasattr(model.model, "encoder") and hasattr(model, "proj_out")):
             raise TypeError(f"expected a transformers WhisperForConditionalGeneration, got {type(model).__name__}")
@@ -74,6 +97,52 @@ class WhisperSpes:
         self.model.set_attn_implementation(attn)
         self.dtype, self.device, self.attn_implementation = dtype, str(device), attn
         self.torch_dtype = tdt
+        self.backend = backend
+        self._compiled: Any = None
+
+    # -- the encoder, by backend -----------------------------------------------------------------
+
+    def _encode_batch(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder output ``batch x positions x d_model`` (in :attr:`torch_dtype`) of ``batch x mel x frames``."""
+        if self.backend == "torch":
+            return self.model.model.encoder(features.to(self.torch_dtype)).last_hidden_state
+        if self._compiled is None:
+            self._compiled = self._compile_encoder()
+        return self._compiled(features)
+
+    def _compile_encoder(self) -> Any:
+        encoder = self.model.model.encoder
+        if self.backend == "inductor":
+            fn = torch.compile(encoder, dynamic=False, options={"freezing": True})
+            return lambda x: fn(x.to(self.torch_dtype)).last_hidden_state
+        import openvino as ov
+
+        class _Encoder(torch.nn.Module):
+            def __init__(self, enc: Any) -> None:
+                super().__init__()
+                self.enc = enc
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.enc(x).last_hidden_state
+
+        n_mel, n_fr = self.model.config.num_mel_bins, 2 * self.model.config.max_source_positions
+        fp32 = copy.deepcopy(encoder).float().eval()  # converted from float32 weights; precision set below
+        example = torch.zeros(1, n_mel, n_fr)
+        with torch.no_grad():
+            graph = ov.convert_model(_Encoder(fp32), example_input=example,
+                                     input=[ov.PartialShape([-1, n_mel, n_fr])])
+        del fp32
+        precision = "bf16" if self.dtype == "bfloat16" else "f32"
+        compiled = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                          "PERFORMANCE_HINT": "LATENCY",
+                                                          "INFERENCE_NUM_THREADS": str(torch.get_num_threads())})
+        request = compiled.create_infer_request()
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            out = request.infer({0: x.float().cpu().numpy()})[0]
+            return torch.from_numpy(np.array(out)).to(self.torch_dtype)
+
+        return run
 
     # -- forward functions -------------------------------------------------------------------
 
@@ -89,8 +158,7 @@ class WhisperSpes:
         ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
 
         def f(features: torch.Tensor) -> torch.Tensor:
-            hidden = self.model.model.encoder(features.to(self.torch_dtype)).last_hidden_state
-            return self._decode(ids_t, start, hidden)
+            return self._decode(ids_t, start, self._encode_batch(features))
 
         return f
 
@@ -105,7 +173,7 @@ class WhisperSpes:
             prepared.append((torch.tensor([ids], dtype=torch.long, device=self.device), start))
 
         def f(features: torch.Tensor) -> torch.Tensor:
-            hidden = self.model.model.encoder(features.to(self.torch_dtype)).last_hidden_state
+            hidden = self._encode_batch(features)
             return torch.cat([self._decode(ids_t, start, hidden) for ids_t, start in prepared], dim=1)
 
         return f
@@ -121,7 +189,8 @@ class WhisperSpes:
         return f
 
     def encode(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Encoder output ``positions x d_model`` (1500 x d for Whisper) of one ``mel x frames`` input."""
+        """Encoder output ``positions x d_model`` (1500 x d for Whisper) of one ``mel x frames`` input
+        (always eager PyTorch: SM_H's starting point does not depend on the backend)."""
         with torch.inference_mode():
             x = self._features(features)[None].to(self.torch_dtype)
             return self.model.model.encoder(x).last_hidden_state[0]
