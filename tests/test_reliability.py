@@ -312,3 +312,31 @@ def test_single_map_disattenuation_recovers_the_noise_free_correlation():
     assert d.rho == pytest.approx(0.6 * np.sqrt(2 / 3), abs=0.03)
     assert d.lo <= 0.6 <= d.hi and d.disattenuated == pytest.approx(0.6, abs=0.04)
     assert abs(d.rho_null) < 0.05 and d.n_tokens == tokens
+
+
+def test_interval_width_prefers_many_utterances_when_map_noise_is_small():
+    """At fixed compute (n x budget), the interval narrows with more utterances at a smaller budget
+    as long as the budget's map noise stays small next to the spread between utterances."""
+    from crossattn_saliency.reliability import interval_width
+
+    compute = 16 * 3200
+    budgets = np.array([800, 1600, 3200, 6400])
+    widths = interval_width(compute / budgets, budgets, between_sd=0.12, within_sd_at=0.02, budget_at=1600)
+    assert np.all(np.diff(widths) > 0)
+    # with no spread between utterances, compute buys the same precision either way
+    flat = interval_width(compute / budgets, budgets, between_sd=0.0, within_sd_at=0.02, budget_at=1600)
+    np.testing.assert_allclose(flat, flat[0])
+    assert interval_width(8, 1600, 0.1, 0.0, 1600) == pytest.approx(2 * 1.96 * 0.1 / np.sqrt(8))
+
+
+def test_budget_rule_reports_the_median_map_and_the_noise_share():
+    from crossattn_saliency.reliability import budget_for_reliability, budget_rule
+
+    rule = budget_rule([0.2, 0.5, 0.6, np.nan, 0.9], budget=1000, target=0.5, values=[0.4, 0.6, 0.5],
+                       within_sd=0.1)
+    assert rule.median_reliability == pytest.approx(0.55) and rule.share_at_target == pytest.approx(0.75)
+    assert rule.budget_for_target == pytest.approx(budget_for_reliability(0.55, 1000, 0.5)) and rule.budget_for_target < 1000
+    assert rule.between_sd == pytest.approx(0.1) and rule.noise_share == pytest.approx(0.5)
+    no_repeats = budget_rule([0.3], 1000, 0.9)
+    assert np.isnan(no_repeats.noise_share) and no_repeats.budget_for_target == pytest.approx(
+        budget_for_reliability(0.3, 1000, 0.9))

@@ -194,6 +194,154 @@ def shared_encoder_cost(name: str, audio: np.ndarray, n_perturbations: int = 32,
             "encoder_s_per_perturbation": enc_s, "encoder_share_of_one": enc_s / one, "rows": rows}
 
 
+def _per_perturbation(fn: Any, batch_size: int, repeats: int = 3) -> float:
+    """Seconds per perturbation of ``fn()`` (one batch of ``batch_size``), after one warm-up call."""
+    with torch.inference_mode():
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+    return (time.perf_counter() - t0) / repeats / batch_size
+
+
+def pass_split(ws: WhisperSpes, features: np.ndarray, prompt_ids: Sequence[int], token_ids: Sequence[int],
+               batch_size: int = 16) -> dict[str, float]:
+    """Seconds per perturbation of the three parts of one SM_X pass: the encoder (on ``ws``'s
+    backend), the decoder (teacher-forced, PyTorch) and the output projection with the
+    log-softmax over the vocabulary."""
+    x = torch.as_tensor(features, device=ws.device)[None].expand(batch_size, -1, -1).contiguous()
+    ids, start = teacher_forcing_inputs(prompt_ids, token_ids)
+    ids_t = torch.tensor([ids], device=ws.device).expand(batch_size, -1)
+    with torch.inference_mode():
+        hidden = ws._encode_batch(x)
+        dec = ws.model.model.decoder(input_ids=ids_t, encoder_hidden_states=hidden, use_cache=False).last_hidden_state
+    t_enc = _per_perturbation(lambda: ws._encode_batch(x), batch_size)
+    t_dec = _per_perturbation(lambda: ws.model.model.decoder(input_ids=ids_t, encoder_hidden_states=hidden,
+                                                             use_cache=False), batch_size)
+    t_proj = _per_perturbation(lambda: torch.log_softmax(ws.model.proj_out(dec[:, start:]).float(), -1), batch_size)
+    total = t_enc + t_dec + t_proj
+    return {"encoder_s": t_enc, "decoder_s": t_dec, "projection_s": t_proj, "encoder_share": t_enc / total,
+            "decoder_share": t_dec / total, "projection_share": t_proj / total}
+
+
+#: the backends compared, with their dtype (float32 PyTorch is the reference of the maps)
+BACKEND_RUNS = (("torch", "float32"), ("torch", "bfloat16"), ("inductor", "bfloat16"), ("openvino", "bfloat16"))
+
+
+def bench_backends(name: str, audio: np.ndarray, n_perturbations: int = 128, batch_size: int = 16,
+                   device: str = "cpu", seed: int = 0, runs: Sequence[tuple[str, str]] = BACKEND_RUNS) -> dict[str, Any]:
+    """Every backend of SM_X on one clip and the same masks: perturbations per second of the SPES
+    loop (after a warm-up run that compiles the backend), map agreement with float32 PyTorch
+    (:func:`~.backends.map_agreement`), the bare batched forward pass of the same model and dtype
+    (``model(input_features, decoder_input_ids)``, the plain-script floor), and the split of one
+    pass into encoder, decoder and projection; plus how the cost of a pass grows with the number
+    of tokens, the batch size and the clip length (fastest faithful backend)."""
+    from . import backends
+    from .models import load_model
+
+    lm = load_model(name)
+    features, n_frames = transcribe.features(lm, audio, transcribe.SAMPLING_RATE, "bench")
+    prompt = lm.prompt_ids("en", "transcribe")
+    tokens = transcribe.decode(lm, features, "en", "transcribe", beam_size=1)
+    decoder_ids, _ = teacher_forcing_inputs(prompt, tokens)
+    params = SpesParams(n_perturbations=n_perturbations, batch_size=batch_size, seed=seed)
+    out: dict[str, Any] = {"model": name, "n_frames": int(n_frames), "n_tokens": len(tokens),
+                           "clip_seconds": len(audio) / transcribe.SAMPLING_RATE, "batch_size": batch_size,
+                           "n_perturbations": n_perturbations, "rows": []}
+    maps, prepared = {}, {}
+    for backend, dtype in runs:
+        from .whisper_spes import backend_available
+
+        if not backend_available(backend):
+            continue
+        ws = WhisperSpes(lm.model, dtype=dtype, device=device, backend=backend)
+        t0 = time.perf_counter()
+        ws.input(features, n_frames, prompt, tokens, params.replace(n_perturbations=batch_size), progress=False)
+        warm = time.perf_counter() - t0
+        res = ws.input(features, n_frames, prompt, tokens, params, progress=True)
+        maps[(backend, dtype)] = res.scores
+        row = {"backend": backend, "dtype": dtype, "warmup_s": warm,
+               "loop_pert_per_s": n_perturbations / res.info["loop_s"],
+               "forward_share_of_loop": res.info["forward_s"] / res.info["loop_s"],
+               "bare_torch_pert_per_s": bare_forward_rate(ws, features, decoder_ids, batch_size, 3)
+               if backend == "torch" else None,
+               **pass_split(ws, features, prompt, tokens, batch_size)}
+        out["rows"].append(row)
+        prepared[(backend, dtype)] = ws
+    ref = maps[("torch", "float32")]
+    for row in out["rows"]:
+        agree = backends.map_agreement(ref, maps[(row["backend"], row["dtype"])])
+        row.update(pearson_mean=agree["pearson_per_token_mean"], pearson_min=agree["pearson_per_token_min"])
+        row["faithful"] = bool(row["pearson_mean"] >= backends.MIN_MEAN and row["pearson_min"] >= backends.MIN_TOKEN)
+    faithful = [r for r in out["rows"] if r["faithful"]] or out["rows"][:1]
+    best = max(faithful, key=lambda r: r["loop_pert_per_s"])
+    out["fastest_faithful"] = {"backend": best["backend"], "dtype": best["dtype"]}
+    ws = prepared[(best["backend"], best["dtype"])]
+    out["scaling"] = _scaling(ws, lm, audio, prompt, tokens, batch_size)
+    return out
+
+
+def _scaling(ws: WhisperSpes, lm: Any, audio: np.ndarray, prompt: Sequence[int], tokens: Sequence[int],
+             batch_size: int) -> dict[str, list[dict[str, float]]]:
+    """Seconds per perturbation of one pass (encoder + decoder + projection) as the tokens, the
+    batch size and the clip length change, one at a time (the others as in the benchmark clip)."""
+    sr = transcribe.SAMPLING_RATE
+    features, _ = transcribe.features(lm, audio, sr, "bench")
+    body = list(tokens[:-1]) or list(tokens)
+    out: dict[str, list[dict[str, float]]] = {"tokens": [], "batch_size": [], "clip_seconds": []}
+    for n_tok in (8, 16, 32, 64, 128):
+        toks = (body * (n_tok // len(body) + 1))[:n_tok - 1] + [tokens[-1]]
+        s = pass_split(ws, features, prompt, toks, batch_size)
+        out["tokens"].append({"tokens": n_tok, "s_per_perturbation": s["encoder_s"] + s["decoder_s"] + s["projection_s"],
+                              "decoder_and_projection_s": s["decoder_s"] + s["projection_s"]})
+    for b in (4, 8, 16, 32):
+        s = pass_split(ws, features, prompt, tokens, b)
+        out["batch_size"].append({"batch_size": b, "s_per_perturbation": s["encoder_s"] + s["decoder_s"]
+                                  + s["projection_s"]})
+    for sec in (2.0, 5.0, 10.0, 20.0, 30.0):
+        clip = np.resize(audio, int(sec * sr))  # the clip repeated or cut to this length
+        f, _ = transcribe.features(lm, clip, sr, "bench")
+        s = pass_split(ws, f, prompt, tokens, batch_size)
+        out["clip_seconds"].append({"clip_seconds": sec, "s_per_perturbation": s["encoder_s"] + s["decoder_s"]
+                                    + s["projection_s"]})
+    return out
+
+
+def backends_to_markdown(results: Sequence[dict[str, Any]], machine: str) -> str:
+    """Markdown tables of :func:`bench_backends` results."""
+    from . import backends
+
+    lines = ["# SPES backends: throughput and faithfulness on the same masks", "",
+             f"Machine: {machine}. SM_X of one clip per model, batch {results[0]['batch_size']}, "
+             f"{results[0]['n_perturbations']} perturbations with the same masks for every backend. A backend is "
+             f"faithful when its maps (z-scored per token) correlate with float32 PyTorch's at >= {backends.MIN_MEAN} "
+             f"on average over tokens and >= {backends.MIN_TOKEN} for every token "
+             "(`crossattn_saliency.backends.check`, run by the pipeline before a backend's first map).", "",
+             "| model | tokens | backend | dtype | SPES loop (pert/s) | bare PyTorch forward (pert/s) | warm-up (s) "
+             "| Pearson vs float32, mean / lowest token | faithful | encoder / decoder / projection (ms per pert) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for row in r["rows"]:
+            bare = f"{row['bare_torch_pert_per_s']:.2f}" if row["bare_torch_pert_per_s"] else ""
+            lines.append(f"| {r['model']} | {r['n_tokens']} | {row['backend']} | {row['dtype']} | "
+                         f"{row['loop_pert_per_s']:.2f} | {bare} | {row['warmup_s']:.1f} | "
+                         f"{row['pearson_mean']:.4f} / {row['pearson_min']:.4f} | {'yes' if row['faithful'] else 'no'} | "
+                         f"{1e3 * row['encoder_s']:.1f} / {1e3 * row['decoder_s']:.1f} / {1e3 * row['projection_s']:.1f} |")
+    lines += ["", "Fastest faithful backend: " + ", ".join(
+        f"{r['model']}: {r['fastest_faithful']['backend']} ({r['fastest_faithful']['dtype']})" for r in results), "",
+        "## How the cost of a pass grows (fastest faithful backend, ms per perturbation)", ""]
+    for key, label in (("tokens", "tokens"), ("batch_size", "batch size"), ("clip_seconds", "clip seconds")):
+        cols = [str(x[key]) for x in results[0]["scaling"][key]]
+        lines += [f"| model | {label}: " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        for r in results:
+            lines.append(f"| {r['model']} | " + " | ".join(f"{1e3 * x['s_per_perturbation']:.1f}"
+                                                           for x in r["scaling"][key]) + " |")
+        lines.append("")
+    lines.append("The encoder always sees Whisper's 30 s window (3,000 frames), so the clip length does not "
+                 "change the cost; the decoder and projection grow with the tokens.")
+    return "\n".join(lines) + "\n"
+
+
 def shared_to_markdown(results: Sequence[dict[str, Any]], machine: str) -> str:
     """Markdown table of :func:`shared_encoder_cost` results."""
     lines = ["# SM_X for several conditions of one audio: shared encoder passes", "",
@@ -282,10 +430,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--audio", default=None,
                     help="audio file, resampled to 16 kHz mono (default: a LibriVox clip from pocketsphinx's sdist)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backends", action="store_true",
+                    help="only compare the backends of SM_X's passes (writes backends.json / .md)")
     ap.add_argument("--shared-encoder", action="store_true",
                     help="only measure SM_X for 1, 2, 3 conditions of one audio with shared encoder passes "
                          "(writes shared_encoder.json / .md)")
     a = ap.parse_args(argv)
+    if a.backends:
+        from . import data
+
+        samples = data.read_audio(Path(a.audio) if a.audio else default_clip())
+        res = [bench_backends(m, samples, a.n_perturbations, a.batch_size, a.device, a.seed) for m in a.models]
+        dev = torch.cuda.get_device_name(0) if str(a.device).startswith("cuda") else (platform.processor() or "cpu")
+        machine = f"{a.device} ({dev}, {'native' if config.native_bf16(a.device) else 'no native'} bfloat16), " \
+                  f"{torch.get_num_threads()} torch threads"
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        cache.write_json(out / "backends.json", {"date": time.strftime("%Y-%m-%d"), "machine": machine, "models": res})
+        md = backends_to_markdown(res, machine)
+        with cache.atomic_path(out / "backends.md", ".md") as tmp:
+            tmp.write_text(md)
+        print(md)
+        return
     if a.shared_encoder:
         from . import data
 

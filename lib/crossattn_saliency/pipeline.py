@@ -129,12 +129,15 @@ def quality_table(profile: Profile, progress: bool = True) -> Any:
 
 
 
-def utterances(profile: Profile, cond: Condition, n: int | None = None) -> Iterator[Utterance]:
-    """Features, hypothesis and reference of the first ``n`` utterances of a condition."""
+def utterances(profile: Profile, cond: Condition, n: int | None = None, saliency: bool = False) -> Iterator[Utterance]:
+    """Features, hypothesis and reference of the first ``n`` utterances of a condition; with
+    ``saliency``, of the first ``n`` whose duration lies in ``profile.saliency_seconds`` (the
+    utterances that get explanations)."""
     loaded = model_for(profile, cond)
     all_rows = _rows(profile, cond)
     hyps = {h.utt_id: h for h in hypotheses(profile, cond, progress=False, rows=all_rows)}
-    for row in (all_rows[:n] if n is not None else all_rows):
+    rows = [r for r in all_rows if not saliency or profile.explainable(len(r["audio"]) / int(r["sampling_rate"]))]
+    for row in (rows[:n] if n is not None else rows):
         uid = str(row["id"])
         feats, n_frames = features(loaded, np.asarray(row["audio"], dtype=np.float32), int(row["sampling_rate"]), uid)
         yield Utterance(uid, feats, n_frames, hyps[uid], reference_of(row, cond),
@@ -192,7 +195,7 @@ def explain(profile: Profile, cond: Condition, kind_names: Sequence[str] | None 
 
     selected = [kinds.get(k) for k in kind_names] if kind_names is not None else kinds.selected(profile)
     n = profile.saliency_utterances if n is None else n
-    utts = utts if utts is not None else list(utterances(profile, cond, n))
+    utts = utts if utts is not None else list(utterances(profile, cond, n, saliency=True))
     ctx = context(profile, cond)
     out = []
     bar = tqdm(total=len(utts) * len(selected), desc=f"explain {cond.name}", unit="map", disable=not progress)
@@ -217,7 +220,7 @@ def convergence_runs(profile: Profile, cond: Condition, snapshots: tuple[int, ..
     budget = profile.convergence_budget
     if snapshots is None:
         snapshots = tuple(n for n in (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800) if n < budget)
-    utts = sorted(utterances(profile, cond), key=lambda u: u.n_frames)[:profile.convergence_utterances]
+    utts = sorted(utterances(profile, cond, saliency=True), key=lambda u: u.n_frames)[:profile.convergence_utterances]
     ctx = context(profile, cond)
     return [kinds.spes_record(ctx, u, "input", budget, snapshots, section="convergence", progress=progress)
             for u in utts]
@@ -402,7 +405,7 @@ def disattenuation_validation(profile: Profile, cond: Condition, target: str = "
 
     grid = kinds.get(target).grid
     base = profile.spes_perturbations if grid == "input" else profile.spes_h_perturbations
-    utts = list(utterances(profile, cond, profile.saliency_utterances))
+    utts = list(utterances(profile, cond, profile.saliency_utterances, saliency=True))
     utt = min(utts, key=lambda u: u.n_frames)
     ctx = context(profile, cond)
     e = kinds.get(kind).compute(ctx, utt).on_encoder_grid(view, profile.reducer)
@@ -441,6 +444,41 @@ def disattenuation_checks(profile: Profile, progress: bool = True) -> Any:
     return pd.concat([disattenuation_validation(profile, c, t, profile.validation_factor, profile.validation_repeats,
                                                 progress=progress).assign(target=t)
                       for c in first.values() for t in profile.validation_targets], ignore_index=True)
+
+
+def budget_rule_table(profile: Profile, corr: CorrelationTable, checks: Any = None, kind: str = "CA") -> Any:
+    """The budget rule (:func:`.reliability.budget_rule`) checked on this run, per saliency condition
+    and reference: the median corrected reliability of its maps at the profile's budget, the share
+    at the profile's target (``reliability_targets``), the budget the median map would need, and the
+    spread of the per-utterance disattenuated rho(``kind`` all layers, reference) between utterances
+    next to its spread over independent maps of one utterance (notebook 05's repeats, where run).
+    """
+    import pandas as pd
+
+    from . import reliability
+
+    within: dict[tuple[str, str], float] = {}
+    if checks is not None and len(checks):
+        for (model, target), g in checks[checks["map"] != "high"].groupby(
+                [checks["condition"].str.split("__").str[0], "target"]):
+            if len(g) > 1:
+                within[(model, target)] = float(np.std(g["disattenuated"].to_numpy(dtype=float), ddof=1))
+    rows = []
+    for r in corr.rows:
+        if r.kind != kind or r.view is None or r.view.kind != "all" or r.target not in profile.reliability_targets:
+            continue
+        rel = reliability.corrected_reliability(np.asarray(r.r_half_per_utterance), np.asarray(r.r_half_null_per_utterance))
+        rho_c = reliability.chance_corrected(np.asarray(r.rho_per_utterance), np.asarray(r.rho_null_per_utterance))
+        dis = np.where(rel >= profile.reliability_floor, rho_c / np.sqrt(np.maximum(rel, 1e-12)), np.nan)
+        budget = profile.spes_perturbations if kinds.get(r.target).grid == "input" else profile.spes_h_perturbations
+        b = reliability.budget_rule(rel, budget, profile.reliability_targets[r.target], dis,
+                                    within.get((r.condition.split("__")[0], r.target), float("nan")))
+        rows.append({"condition": r.condition, "reference": r.target, "utterances": r.utterances, "budget": b.budget,
+                     "median reliability": b.median_reliability, "target": b.target,
+                     "share at target": b.share_at_target, "budget for target": b.budget_for_target,
+                     "between-utterance SD": b.between_sd, "map-noise SD": b.within_sd,
+                     "map-noise share": b.noise_share})
+    return pd.DataFrame(rows)
 
 
 def disattenuation_holds(checks: Any) -> bool:
@@ -583,7 +621,7 @@ def explanation_costs(profile: Profile, items: dict[str, list[Explained]]) -> An
     SPES and gradient maps report the time their computation took (stored with the
     map); attention kinds are cheap (one teacher-forced pass) and are timed here by
     extracting them again. Columns: ``condition``, ``utterance``, ``kind``,
-    ``seconds``, ``audio seconds``, ``tokens``, ``device``, ``dtype``.
+    ``seconds``, ``audio seconds``, ``tokens``, ``device``, ``dtype``, ``backend`` (SM_X's encoder passes).
     """
     import time
 
@@ -614,7 +652,8 @@ def explanation_costs(profile: Profile, items: dict[str, list[Explained]]) -> An
                     sec = float("nan")
                 rows.append({"condition": name, "utterance": it.utt.utt_id, "kind": kind, "seconds": sec,
                              "audio seconds": it.utt.n_frames / 100, "tokens": e.n_tokens,
-                             "device": info.get("device", profile.device), "dtype": params.get("dtype", "")})
+                             "device": info.get("device", profile.device), "dtype": params.get("dtype", ""),
+                             "backend": params.get("backend", "")})
     return pd.DataFrame(rows)
 
 
