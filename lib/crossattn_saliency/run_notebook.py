@@ -41,8 +41,11 @@ def run(number: str, profile: str = "default", overrides: dict[str, Any] | None 
     # the kernel inherits this process's standard error: the package's bars go there, not into the notebook
     os.environ[progress.ENV] = "terminal"
     try:
+        # the kernel's own log (its "running over TCP without encryption" notice on a local machine) stays
+        # out of the terminal; errors still show
         pm.execute_notebook(str(src), str(out), parameters={"profile": profile, "overrides": overrides or {}},
-                            cwd=str(src.parent), kernel_name="python3", progress_bar=sys.stderr.isatty())
+                            cwd=str(src.parent), kernel_name="python3", progress_bar=sys.stderr.isatty(),
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     finally:
         os.environ.pop(progress.ENV, None)
     _tidy(out)
