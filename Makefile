@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= default
+# where explanation jobs run: empty (the profile's executor, "local"), or ray (RAY_ADDRESS names a cluster)
+EXECUTOR ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 STAMP := $(VENV)/.installed
 
@@ -32,12 +34,13 @@ reproduce: setup data notebooks ## everything: setup, data, every notebook in or
 
 notebooks: setup ## run every numbered notebook in order through papermill
 	@for nb in $(NOTEBOOKS); do \
-	  $(MAKE) --no-print-directory nb NB=$$(basename $$nb | cut -c1-2) PROFILE=$(PROFILE) || exit 1; \
+	  $(MAKE) --no-print-directory nb NB=$$(basename $$nb | cut -c1-2) PROFILE=$(PROFILE) EXECUTOR=$(EXECUTOR) || exit 1; \
 	done
 
 nb: setup ## rerun one notebook from cached results, e.g. make nb NB=06 [SET='field=json ...']
 	@test -n "$(NB)" || (echo "usage: make nb NB=03 [PROFILE=default]"; exit 2)
-	$(PY) -m crossattn_saliency.run_notebook $(NB) --profile $(PROFILE) $(foreach s,$(SET),--set '$(s)')
+	$(PY) -m crossattn_saliency.run_notebook $(NB) --profile $(PROFILE) $(foreach s,$(SET),--set '$(s)') \
+	  $(if $(EXECUTOR),--set executor=$(EXECUTOR))
 
 test: setup ## the test suite (unit, integration on real models/audio, notebook smoke runs)
 	bash data/install_system_deps.sh

@@ -40,34 +40,34 @@ def test_split_half_reliability_recovers_closed_form():
     assert abs(r - 0.5) < 0.03  # 1 / (1 + 1)
 
 
-def test_reliability_table_matches_theory_within_intervals():
+def _corrected(ca, full, ha, hb, **kw):
+    """:func:`rel.corrected_correlation` of per-utterance statistics, with nulls of 0 (Gaussian noise)."""
+    rho = [compare.correlation(compare.normalize(c, "token_z"), compare.normalize(f, "token_z")) for c, f in zip(ca, full)]
+    r_half = [rel.split_half_reliability(a, b) for a, b in zip(ha, hb)]
+    zeros = np.zeros(len(rho))
+    return rel.corrected_correlation(rho, zeros, r_half, zeros, **kw)
+
+
+def test_corrected_correlation_matches_theory_within_intervals():
     rho, s2 = 0.6, 1.5
     ca, full, ha, hb = _synthetic(rho=rho, s2=s2)
-    r_half_true = 1 / (1 + s2)
     r_full_true = 1 / (1 + s2 / 2)
-    tab = rel.reliability_table(ca, full, ha, hb, n_bootstrap=300, seed=1)
-    assert tab.n_utterances == 16 and tab.rho_per_utterance.shape == (16,)
-    assert _inside(tab.reliability_half, r_half_true, slack=0.01)
-    assert _inside(tab.reliability, r_full_true, slack=0.01)
-    assert _inside(tab.ceiling, np.sqrt(r_full_true), slack=0.01)
-    assert _inside(tab.rho, rho * np.sqrt(r_full_true), slack=0.01)
-    assert _inside(tab.disattenuated, rho, slack=0.01)
-    assert abs(tab.disattenuated[0] - rho) < 0.03
+    cc = _corrected(ca, full, ha, hb, n_bootstrap=300, seed=1, min_utterances=8)
+    assert cc.rho_per_utterance.shape == (16,) and cc.disattenuated.n == 16
+    assert abs(cc.reliability - r_full_true) < 0.02
+    np.testing.assert_allclose(cc.reliability_per_utterance, rel.spearman_brown(cc.r_half_per_utterance, 2.0))
+    assert cc.rho.lo - 0.01 <= rho * np.sqrt(r_full_true) <= cc.rho.hi + 0.01
+    assert cc.disattenuated.lo - 0.01 <= rho <= cc.disattenuated.hi + 0.01
+    assert abs(cc.disattenuated.value - rho) < 0.03
     # the raw correlation is clearly attenuated, the corrected one is not
-    assert tab.rho[2] < rho - 0.05
-    # intervals are ordered and per-utterance values consistent
-    for key in ("rho", "reliability", "ceiling", "disattenuated"):
-        est, lo, hi = getattr(tab, key)
-        assert lo <= est <= hi
-    assert np.allclose(tab.r_full_per_utterance, rel.spearman_brown(tab.r_half_per_utterance))
-    d = tab.as_dict()
-    assert d["n_utterances"] == 16 and len(d["rho_per_utterance"]) == 16
+    assert cc.rho.hi < rho - 0.05
+    assert cc.disattenuated.lo <= cc.disattenuated.value <= cc.disattenuated.hi
 
 
-def test_reliability_table_is_seeded():
-    ca, full, ha, hb = _synthetic(n_utt=5, t_enc=40)
-    a = rel.reliability_table(ca, full, ha, hb, n_bootstrap=100, seed=7)
-    b = rel.reliability_table(ca, full, ha, hb, n_bootstrap=100, seed=7)
+def test_corrected_correlation_is_seeded():
+    ca, full, ha, hb = _synthetic(n_utt=8, t_enc=40)
+    a = _corrected(ca, full, ha, hb, n_bootstrap=100, seed=7, min_utterances=8)
+    b = _corrected(ca, full, ha, hb, n_bootstrap=100, seed=7, min_utterances=8)
     assert a.disattenuated == b.disattenuated and a.rho == b.rho
 
 
@@ -80,14 +80,13 @@ def test_reduced_reliability_uses_the_comparison_pipeline():
     za = compare.normalize(compare.reduce_to_encoder_grid(a, "max2d"), "token_z")
     zb = compare.normalize(compare.reduce_to_encoder_grid(b, "max2d"), "token_z")
     assert np.isclose(r, np.corrcoef(za.ravel(), zb.ravel())[0, 1])
-    ca = [rng.normal(size=(3, 11))]
-    tab = rel.reliability_table(ca, [(a + b) / 2], [a], [b], reduce="max2d", n_bootstrap=20)
-    assert np.isclose(tab.r_half_per_utterance[0], r)
     with pytest.raises(ValueError, match="differ in shape"):
         rel.split_half_reliability(a, b[:, :-1])
 
 
 def test_context_mixing_gain_disattenuated_by_each_reliability():
+    """Each side of the gain rho(CA, SM_H) - rho(CA, SM_X) is disattenuated by its own reference's
+    reliability (:func:`rel.disattenuated_value`): the noisier SM_X no longer inflates the gain."""
     rng = np.random.default_rng(5)
     n_utt, tokens, t_enc = 16, 4, 150
     rho_h, rho_x, s2_h, s2_x = 0.8, 0.6, 0.5, 2.0
@@ -102,17 +101,16 @@ def test_context_mixing_gain_disattenuated_by_each_reliability():
             parts[0].append((a + b) / 2)
             parts[1].append(a)
             parts[2].append(b)
-    tab_h = rel.reliability_table(ca, *h_parts, n_bootstrap=300, seed=0)
-    tab_x = rel.reliability_table(ca, *x_parts, n_bootstrap=300, seed=0)
-    gain = rel.compare_reliability_tables(tab_h, tab_x, n_bootstrap=300, seed=0)
+    cc_h = _corrected(ca, *h_parts, n_bootstrap=50, min_utterances=8)
+    cc_x = _corrected(ca, *x_parts, n_bootstrap=50, min_utterances=8)
+    raw = cc_h.rho.value - cc_x.rho.value
+    dis = (rel.disattenuated_value(cc_h.rho_corrected_per_utterance, cc_h.reliability_per_utterance)
+           - rel.disattenuated_value(cc_x.rho_corrected_per_utterance, cc_x.reliability_per_utterance))
     raw_true = rho_h / np.sqrt(1 + s2_h / 2) - rho_x / np.sqrt(1 + s2_x / 2)
-    assert _inside(gain["raw"], raw_true, slack=0.01)
-    assert _inside(gain["disattenuated"], rho_h - rho_x, slack=0.01)
+    assert abs(raw - raw_true) < 0.03
+    assert abs(dis - (rho_h - rho_x)) < 0.03
     # noise in SM_X inflates the raw gain: the corrected gain is smaller
-    assert gain["disattenuated"][0] < gain["raw"][0]
-    with pytest.raises(ValueError, match="different numbers of utterances"):
-        short = rel.reliability_table(ca[:3], *(p[:3] for p in x_parts), n_bootstrap=10)
-        rel.compare_reliability_tables(tab_h, short)
+    assert dis < raw
 
 
 # --------------------------------------------------------------------------- formulas

@@ -32,7 +32,7 @@ MIN_MEAN = 0.99
 #: ... and at least this much for every token
 MIN_TOKEN = 0.95
 #: perturbations of a check (the same masks for the reference and the backend)
-CHECK_PERTURBATIONS = 64
+CHECK_PERTURBATIONS = 256
 
 
 class BackendRefused(RuntimeError):

@@ -165,6 +165,8 @@ class Profile:
     #: it is installed, PyTorch elsewhere), "torch", "inductor" (torch.compile) or "openvino"; a backend
     #: is used only after its maps matched float32 PyTorch's on the same masks (``backends.check``)
     spes_backend: str = "auto"
+    #: where explanation jobs run (``executor``): "local" (this process) or "ray" (one Ray task per job)
+    executor: str = "local"
     #: device of every model use (decoding, attention, saliency, gradients, deletion)
     device: str = "cpu"
     #: dtype of the reference computations: decoding, cross-attention, deletion decoding

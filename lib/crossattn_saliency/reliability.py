@@ -19,11 +19,11 @@ theory:
 * **disattenuation**: the correlation CA would have with a noise-free saliency map,
   ``rho / sqrt(r_full)`` (:func:`disattenuate`).
 
-:func:`reliability_table` does all of it for a set of utterances with bootstrap
-intervals (utterances resampled jointly for rho and r), and
-:func:`compare_reliability_tables` for a difference of two correlations (the
-context-mixing gain rho(CA, SM_H) - rho(CA, SM_X), each disattenuated by its own
-reliability).
+:func:`corrected_correlation` does all of it for a set of utterances, null-corrected
+(:func:`reference_noise`: the same statistics on permuted scores) with bootstrap intervals
+(utterances resampled jointly for rho and reliability); :func:`disattenuated_value` is the
+one set-level formula, also behind the context-mixing gain rho(CA, SM_H) - rho(CA, SM_X), each
+side disattenuated by its own reference's reliability.
 
 Assumption: the two halves are parallel measurements (same truth, independent noise
 of equal size), which holds by construction for disjoint, identically drawn SPES
@@ -33,7 +33,7 @@ are approximations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,8 +42,7 @@ from . import compare
 
 __all__ = [
     "split_half_reliability", "spearman_brown", "reliability_at", "budget_for_reliability",
-    "noise_ceiling", "disattenuate", "ReliabilityTable", "reliability_table",
-    "compare_reliability_tables", "RELIABILITY_FLOOR", "chance_corrected", "clip_half", "ReferenceNoise",
+    "noise_ceiling", "disattenuate", "convergence_curve", "RELIABILITY_FLOOR", "chance_corrected", "clip_half", "ReferenceNoise",
     "reference_noise", "CorrectedCorrelation", "corrected_correlation", "disattenuated_value",
     "corrected_reliability", "SingleMapDisattenuation",
     "single_map_disattenuation", "BudgetRule", "budget_rule", "interval_width",
@@ -163,173 +162,6 @@ def disattenuate(rho: float | np.ndarray, r_full: float | np.ndarray) -> float |
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(r > 0, rho_a / np.sqrt(np.where(r > 0, r, 1.0)), np.nan)
     return float(out) if out.ndim == 0 else out
-
-
-# --------------------------------------------------------------------------- set level
-
-Interval = tuple[float, float, float]
-
-
-def _set_stats(rho: np.ndarray, r_full: np.ndarray) -> dict[str, float]:
-    """Set statistics from per-utterance rho and full reliabilities (NaN-aware)."""
-    with np.errstate(invalid="ignore"):
-        m_rho = float(np.nanmean(rho)) if np.any(np.isfinite(rho)) else float("nan")
-        m_r = float(np.nanmean(r_full)) if np.any(np.isfinite(r_full)) else float("nan")
-    return {"rho": m_rho, "reliability": m_r, "ceiling": noise_ceiling(m_r) if np.isfinite(m_r) else float("nan"),
-            "disattenuated": disattenuate(m_rho, m_r) if np.isfinite(m_r) else float("nan")}
-
-
-def _interval(est: float, boot: np.ndarray, alpha: float) -> Interval:
-    b = boot[np.isfinite(boot)]
-    if b.size == 0:
-        return est, float("nan"), float("nan")
-    lo, hi = np.quantile(b, [alpha / 2, 1 - alpha / 2])
-    return est, float(lo), float(hi)
-
-
-@dataclass(frozen=True)
-class ReliabilityTable:
-    """Reliability-corrected comparison of CA with one kind of saliency over a set.
-
-    Per-utterance arrays have length ``utterances``. Set-level entries are
-    ``(estimate, lo, hi)`` tuples with bootstrap percentile intervals, utterances
-    resampled jointly for rho and r. Set-level values: ``rho`` = mean per-utterance
-    rho; ``reliability`` = mean full-map reliability; ``ceiling`` =
-    ``sqrt(reliability)``; ``disattenuated`` = ``rho / sqrt(reliability)`` (a ratio of
-    set means, which is far more stable than averaging per-utterance ratios).
-    """
-
-    rho_per_utterance: np.ndarray
-    r_half_per_utterance: np.ndarray
-    r_full_per_utterance: np.ndarray
-    disattenuated_per_utterance: np.ndarray
-    rho: Interval
-    reliability_half: Interval
-    reliability: Interval
-    ceiling: Interval
-    disattenuated: Interval
-    pooled_rho: float
-    n_utterances: int
-    settings: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        """JSON-friendly summary."""
-        out = {k: list(getattr(self, k)) for k in
-               ("rho", "reliability_half", "reliability", "ceiling", "disattenuated")}
-        for k in ("rho_per_utterance", "r_half_per_utterance", "r_full_per_utterance",
-                  "disattenuated_per_utterance"):
-            out[k] = [float(v) for v in getattr(self, k)]
-        out.update(pooled_rho=self.pooled_rho, n_utterances=self.n_utterances, settings=dict(self.settings))
-        return out
-
-
-def reliability_table(ca_maps: Sequence[np.ndarray], sal_full: Sequence[np.ndarray],
-                      sal_half_a: Sequence[np.ndarray], sal_half_b: Sequence[np.ndarray],
-                      reduce: str | None = None, normalization: str = "token_z", method: str = "pearson",
-                      factor: int = 2, k: float = 2.0, n_bootstrap: int = 1000, seed: int = 0,
-                      alpha: float = 0.05) -> ReliabilityTable:
-    """Raw and noise-corrected correlation of CA with saliency over a set of utterances.
-
-    Parameters
-    ----------
-    ca_maps : sequence of np.ndarray
-        Cross-attention, one ``tokens x enc_frames`` (I x T') map per utterance.
-    sal_full : sequence of np.ndarray
-        The full saliency maps (all perturbations): ``tokens x frames x mel`` with
-        ``reduce`` set (SM_X), or ``tokens x enc_frames`` with ``reduce=None`` (SM_H).
-    sal_half_a, sal_half_b : sequence of np.ndarray
-        The two halves of every saliency map (disjoint perturbations), shaped like ``sal_full``.
-    reduce : str or None
-        Reducer to the encoder grid for input saliency (e.g. ``"max2d"``); applied to
-        full maps and halves alike.
-    normalization, method : str
-        As in :func:`compare.correlate`; reliabilities use the same normalization
-        and correlation method.
-    factor : int
-        Encoder time subsampling.
-    k : float
-        Spearman-Brown length ratio full/half (2 when the halves split the budget).
-    n_bootstrap, seed, alpha
-        Bootstrap settings (utterances resampled jointly for all statistics).
-
-    Returns
-    -------
-    ReliabilityTable
-    """
-    n = len(ca_maps)
-    if not (len(sal_full) == len(sal_half_a) == len(sal_half_b) == n):
-        raise ValueError(
-            f"need one map per utterance everywhere: ca_maps {n}, sal_full {len(sal_full)}, "
-            f"sal_half_a {len(sal_half_a)}, sal_half_b {len(sal_half_b)}")
-    red_full = [compare.reduce_to_encoder_grid(s, reduce, factor) if reduce else np.asarray(s, dtype=np.float64)
-                for s in sal_full]
-    res = compare.correlate(ca_maps, red_full, method=method, normalization=normalization,
-                            n_bootstrap=n_bootstrap, seed=seed, alpha=alpha)
-    r_half = np.array([split_half_reliability(a, b, reduce=reduce, normalization=normalization,
-                                              factor=factor, method=method)
-                       for a, b in zip(sal_half_a, sal_half_b)], dtype=np.float64)
-    r_full = np.asarray(spearman_brown(r_half, k), dtype=np.float64)
-    return _build_table(res.per_utterance, r_half, r_full, res.pooled,
-                        dict(reduce=reduce, normalization=normalization, method=method, factor=factor, k=k,
-                             n_bootstrap=n_bootstrap, seed=seed, alpha=alpha),
-                        n_bootstrap, seed, alpha)
-
-
-def _build_table(rho: np.ndarray, r_half: np.ndarray, r_full: np.ndarray, pooled: float, settings: dict,
-                 n_bootstrap: int, seed: int, alpha: float) -> ReliabilityTable:
-    n = len(rho)
-    est = _set_stats(rho, r_full)
-    est_half = float(np.nanmean(r_half)) if np.any(np.isfinite(r_half)) else float("nan")
-    idx = compare.bootstrap_indices(n, n_bootstrap, seed)
-    boots = {key: np.empty(n_bootstrap) for key in ("rho", "reliability", "ceiling", "disattenuated", "half")}
-    with np.errstate(invalid="ignore"):
-        for b, row in enumerate(idx):
-            s = _set_stats(rho[row], r_full[row])
-            for key in ("rho", "reliability", "ceiling", "disattenuated"):
-                boots[key][b] = s[key]
-            hv = r_half[row]
-            boots["half"][b] = np.nanmean(hv) if np.any(np.isfinite(hv)) else np.nan
-    return ReliabilityTable(
-        rho_per_utterance=rho, r_half_per_utterance=r_half, r_full_per_utterance=r_full,
-        disattenuated_per_utterance=np.asarray(disattenuate(rho, r_full), dtype=np.float64).reshape(n),
-        rho=_interval(est["rho"], boots["rho"], alpha),
-        reliability_half=_interval(est_half, boots["half"], alpha),
-        reliability=_interval(est["reliability"], boots["reliability"], alpha),
-        ceiling=_interval(est["ceiling"], boots["ceiling"], alpha),
-        disattenuated=_interval(est["disattenuated"], boots["disattenuated"], alpha),
-        pooled_rho=float(pooled), n_utterances=n, settings=settings)
-
-
-def compare_reliability_tables(table_a: ReliabilityTable, table_b: ReliabilityTable, n_bootstrap: int = 1000,
-                               seed: int = 0, alpha: float = 0.05) -> dict[str, Interval]:
-    """Difference of two correlations over the same utterances, raw and disattenuated.
-
-    For the context-mixing gain pass ``table_a`` = CA vs SM_H and ``table_b`` = CA vs
-    SM_X (same utterances, same order). Each side is disattenuated by its own
-    reliability; utterances are resampled jointly for both sides.
-
-    Returns
-    -------
-    dict
-        ``{"raw": (est, lo, hi), "disattenuated": (est, lo, hi)}`` for ``a - b``, where
-        raw = mean rho_a - mean rho_b and disattenuated =
-        rho_a / sqrt(r_a) - rho_b / sqrt(r_b) (set means, as in :class:`ReliabilityTable`).
-    """
-    if table_a.n_utterances != table_b.n_utterances:
-        raise ValueError(
-            f"the tables cover different numbers of utterances ({table_a.n_utterances} vs "
-            f"{table_b.n_utterances}); compare the same utterances in the same order")
-    n = table_a.n_utterances
-
-    def diff(rows: np.ndarray | slice) -> tuple[float, float]:
-        sa = _set_stats(table_a.rho_per_utterance[rows], table_a.r_full_per_utterance[rows])
-        sb = _set_stats(table_b.rho_per_utterance[rows], table_b.r_full_per_utterance[rows])
-        return sa["rho"] - sb["rho"], sa["disattenuated"] - sb["disattenuated"]
-
-    with np.errstate(invalid="ignore"):
-        raw, dis = diff(slice(None))
-        boot = np.array([diff(row) for row in compare.bootstrap_indices(n, n_bootstrap, seed)])
-    return {"raw": _interval(raw, boot[:, 0], alpha), "disattenuated": _interval(dis, boot[:, 1], alpha)}
 
 
 def convergence_curve(snapshots: dict, final: np.ndarray, final_half_a: np.ndarray, final_half_b: np.ndarray,

@@ -85,6 +85,8 @@ class ResultStore:
     ignore: tuple[str, ...] = ("batch_size",)
     log: Callable[[str], None] | None = None
     recomputed: list[str] = field(default_factory=list)
+    #: records this store computed and wrote (missing or stale ones), in order
+    written: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -134,6 +136,7 @@ class ResultStore:
         if self.status(path, params, identity, defaults) == "valid":
             return load(path)
         save(compute(), path)
+        self.written.append(str(path))
         # read back what was written: a fresh result and a stored one are the same numbers
         return load(path)
 
