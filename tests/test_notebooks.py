@@ -31,6 +31,8 @@ OUTPUTS = {
            "tables/correlation_summary.csv", "figures/rho_by_layer.png", f"figures/rho_heads_{FIRST}.png"],
     "07": ["tables/deletion.csv", "tables/deletion_floors.csv", "tables/reducers.csv", "figures/deletion_curves.png"],
     "08": ["REPORT.md", "tables/claims.csv", "tables/explanation_kinds.csv"],
+    "09": ["tables/timestamps.csv", "tables/reference_disagreement.csv", "tables/alignment_heads.csv",
+           "figures/timestamp_errors.png", f"figures/word_boundaries_{FIRST}.png", "REPORT.md"],
 }
 
 
@@ -64,6 +66,10 @@ def test_notebook_writes_what_it_promises(number, tmp_path):
         floors = pd.read_csv(base / "tables/deletion_floors.csv")
         assert set(floors[floors["explanation"] == "SM_X full"]["floor"]) == {"random segments"}
         assert set(floors[floors["explanation"] == "CA"]["floor"]) == {"random columns"}
+    if number == "09":
+        assert "## What it means downstream" in (base / "REPORT.md").read_text()
+        timing = pd.read_csv(base / "tables/timestamps.csv")
+        assert {"CA", "SM_X", "SM_H"} <= set(timing["kind"])
     if number == "08":
         report = (base / "REPORT.md").read_text()
         assert all(f"{k.name}: {k.title}" in report for k in kinds.selected(SMOKE))

@@ -301,7 +301,7 @@ def spes_explanation(ctx: Context, utt: "Utterance", name: str, res: Any) -> Exp
 
     return Explanation.from_hypothesis(
         name, utt.utt_id, res.token_ids, token_strings(ctx.model, res.token_ids),
-        "input" if res.kind == "input" else "encoder", res.scores,
+        res.kind, res.scores,
         res.n_frames, halves=(res.half_a, res.half_b), eot_id=ctx.model.special_ids["eot"],
         provenance={"params": res.params, "n_perturbations": res.n_perturbations, "info": res.info},
         design=res.design() if res.has_design else None)

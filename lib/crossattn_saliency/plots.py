@@ -20,7 +20,8 @@ from .reliability import reliability_at
 
 __all__ = ["plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve",
            "plot_spectrogram", "plot_token_map", "plot_spectrogram_and_maps", "plot_head_grid",
-           "plot_attention_summary", "plot_saliency_overlay", "save_figure"]
+           "plot_attention_summary", "plot_saliency_overlay", "plot_timing_errors", "plot_word_boundaries",
+           "save_figure"]
 
 
 def _axis(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -420,4 +421,48 @@ def plot_disattenuation_validation(table: Any, ax: Axes | None = None) -> Figure
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xlabel("disattenuated rho(CA all layers, reference)")
     ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def plot_timing_errors(errors: Mapping[str, np.ndarray], ax: Axes | None = None, title: str | None = None,
+                       clip_ms: float = 1000.0, floor_ms: float | None = None) -> Figure:
+    """Distribution of word-start errors (ms) per explanation (one box per name, best median on top;
+    errors above ``clip_ms`` drawn at ``clip_ms``); ``floor_ms``: a dashed line at the disagreement
+    of two reference alignments, below which no error can be measured."""
+    names = sorted(errors, key=lambda k: -np.median(errors[k]) if len(errors[k]) else 0.0)
+    fig, ax = _axis(ax, (7.5, 0.32 * len(names) + 1.4))
+    data = [np.minimum(np.asarray(errors[k], dtype=np.float64), clip_ms) for k in names]
+    ax.boxplot(data, vert=False, showfliers=True, widths=0.6, flierprops={"markersize": 2, "alpha": 0.4},
+               medianprops={"color": "crimson"})
+    ax.set_yticks(range(1, len(names) + 1))
+    ax.set_yticklabels([f"{k} (n={len(errors[k])})" for k in names], fontsize=7)
+    for ms in (20, 50, 100, 200):
+        ax.axvline(ms, color="grey", lw=0.5, ls=":")
+    if floor_ms is not None:
+        ax.axvline(floor_ms, color="black", lw=1.0, ls="--", label=f"reference disagreement ({floor_ms:.0f} ms)")
+        ax.legend(frameon=False, fontsize=7, loc="lower right")
+    ax.set_xlim(0, clip_ms * 1.02)
+    ax.set_xlabel(f"|word start - reference start| (ms; above {clip_ms:.0f} drawn at {clip_ms:.0f})")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def plot_word_boundaries(features: np.ndarray, n_frames: int,
+                         words: Mapping[str, Sequence[tuple[str, float, float]]], title: str | None = None) -> Figure:
+    """The spectrogram with the word boundaries of several sources drawn below it, one tier per
+    source (the reference first): each word a box from its start to its end, labelled."""
+    fig, axes = plt.subplots(len(words) + 1, 1, figsize=(10, 1.9 + 0.55 * len(words)), sharex=True,
+                             gridspec_kw={"height_ratios": [3] + [1] * len(words)}, constrained_layout=True)
+    plot_spectrogram(features, n_frames, ax=axes[0], title=title)
+    axes[0].set_xlabel("")
+    colours = plt.get_cmap("tab10")
+    for row, (ax, (name, ws)) in enumerate(zip(axes[1:], words.items())):
+        for k, (w, a, b) in enumerate(ws):
+            ax.axvspan(a, b, ymin=0.1, ymax=0.9, color=colours(row % 10), alpha=0.25 if k % 2 else 0.45)
+            ax.text((a + b) / 2, 0.5, w, ha="center", va="center", fontsize=6, clip_on=True)
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
+        ax.set_xlim(0, n_frames * FRAME_SECONDS)
+    axes[-1].set_xlabel("time (s)")
     return fig

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from . import cache
 
@@ -219,7 +219,8 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
                                   "difference of Fisher means (different utterances, different voices)", mu)
                 v8[f"language ({model})"] = V.UNTESTABLE if not (e.has_interval and f.has_interval) else (
                     V.FAILS if e.lo > f.hi else V.HOLDS if e.hi < f.lo else V.UNDECIDED)
-                t8.append(f"language, {en} vs {c} (synthetic voices differ): {f.text()} vs {e.text()}")
+                t8.append(f"language, {en} vs {c} (synthetic voices differ): {f.text()} vs {e.text()}, "
+                          f"difference {diff.value:+.2f}")
             else:
                 v8[f"language ({model})"] = V.UNTESTABLE
                 t8.append(f"language: no {en} saliency in this profile")
@@ -312,6 +313,84 @@ def _include(tables: Path, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _backend(profile: Any) -> str:
+    from .backends import resolve
+
+    return resolve(profile.spes_backend, profile.device)
+
+
+def replace_section(text: str, title: str, body: str) -> str:
+    """Markdown ``text`` with its section ``## title`` (up to the next ``## ``) replaced by
+    ``body``, or with the section added at the end; a rerun gives the same text."""
+    head = f"## {title}"
+    lines = text.rstrip("\n").split("\n")
+    new = [head, "", *body.rstrip("\n").split("\n"), ""]
+    if head in lines:
+        i = lines.index(head)
+        j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+        lines[i:j] = new
+    else:
+        lines += ["", *new]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def downstream_section(timing: Any, disagreement: Any, selection: Mapping[str, Mapping[str, Any]],
+                       tables: str | Path) -> str:
+    """The "what it means downstream" section of REPORT.md, from notebook 09's numbers: per
+    condition, Whisper's word timestamps from the shipped alignment heads, from heads chosen on
+    held-out data (by timing, and by agreement with SM_H) and from the best non-attention
+    explanation, against the reference alignment and the two references' disagreement."""
+    def cell(r: Any, name: str) -> str:
+        v, lo, hi = r[f"{name} (ms)"], r[f"{name} lo"], r[f"{name} hi"]
+        return f"{v:.0f} ms" + (f" [{lo:.0f}, {hi:.0f}]" if np.isfinite(lo) else "")
+
+    def share(r: Any, ms: int) -> str:
+        v, lo, hi = r[f"starts within {ms} ms"], r[f"within {ms} lo"], r[f"within {ms} hi"]
+        return f"{100 * v:.0f} %" + (f" [{100 * lo:.0f}, {100 * hi:.0f}]" if np.isfinite(lo) else "")
+
+    lines = ["Word timestamps the way Whisper makes them (per-head z-score over tokens, median filter of 7, "
+             "heads averaged, DTW), from every explanation kind, against a reference alignment of the same "
+             "words (matched by normalised spelling); median absolute error of word starts with a 95% interval "
+             "over utterances, and the share of words starting within 50 ms."]
+    indep = disagreement[disagreement["independent"]] if len(disagreement) else disagreement
+    if len(indep):  # the same floor as downstream.disagreement_floor
+        lines.append(f"- Two independent references of the same words (MFA's shipped alignments vs our pocketsphinx "
+                     f"forced alignment) disagree by a median of {np.median(indep['start median (ms)']):.0f} ms at "
+                     f"word starts ({len(indep)} recordings, {int(indep['matched'].sum())} words): errors below that "
+                     "cannot be measured.")
+    else:
+        lines.append("- No recording here has two independent reference alignments: the floor of measurable "
+                     "error is unknown for this run.")
+    attention = {"CA", "NormCA"}
+    for cond, g in timing.groupby("condition", sort=False):
+        shipped = g[(g["kind"] == "CA") & (g["view"] == "alignment heads")]
+        other = g[~g["kind"].isin(attention)].sort_values("start_median (ms)")
+        parts = []
+        if len(shipped):
+            r = shipped.iloc[0]
+            parts.append(f"shipped alignment heads {cell(r, 'start_median')}, {share(r, 50)} within 50 ms")
+        allr = g[(g["kind"] == "CA") & (g["view"] == "all layers")]
+        if len(allr):
+            parts.append(f"CA of all layers {cell(allr.iloc[0], 'start_median')}")
+        if len(other):
+            r = other.iloc[0]
+            parts.append(f"best non-attention explanation {r['kind']} {cell(r, 'start_median')}, "
+                         f"{share(r, 50)} within 50 ms")
+        sel = selection.get(cond, {})
+        for name, summ in sel.get("summary", {}).items():
+            rec = summ.record()
+            parts.append(f"{name} heads on held-out utterances {cell(rec, 'start_median')}")
+        lines.append(f"- **{cond}**: " + "; ".join(parts) + ".")
+    compact = timing[["condition", "kind", "view", "utterances", "words"]].copy()
+    compact["word starts, median error"] = [cell(r, "start_median") for _, r in timing.iterrows()]
+    compact["word ends, median error"] = [cell(r, "end_median") for _, r in timing.iterrows()]
+    compact["starts within 50 ms"] = [share(r, 50) for _, r in timing.iterrows()]
+    compact["starts within 200 ms"] = [share(r, 200) for _, r in timing.iterrows()]
+    lines += ["", markdown_table(compact), "Full table: `tables/timestamps.md`; figures: `figures/timestamp_errors.png`, "
+              "`figures/word_boundaries_*.png`; alignment heads chosen from data: `tables/alignment_heads.md`."]
+    return "\n".join(lines)
+
+
 def report_markdown(profile: Any, claims: Any, tables: str | Path, disattenuation_ok: bool | None = None) -> str:
     """``REPORT.md``: how the results were made, the claims table, and the main tables;
     ``disattenuation_ok``: the outcome of notebook 05's check (``None``: not run)."""
@@ -338,7 +417,10 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path, disattenuatio
         "real pretrained weights (not the study's in-house Conformer/FAMA models).",
         f"- Hypotheses: beam {p.beam_size}, {p.model_dtype}. Saliency: SPES, {p.spes_perturbations:,} perturbations "
         f"on the input (the study: 20,000), {p.spes_h_perturbations:,} on the encoder output, {n_utt} utterance(s) "
-        f"for each of: {sal}; perturbation passes in {p.spes_dtype}, seed {p.seed}.",
+        + (f"of {p.saliency_seconds[0]:g}-{p.saliency_seconds[1]:g} s (the first in set order) "
+           if p.saliency_seconds else "")
+        + f"for each of: {sal}; perturbation passes in {p.spes_dtype} (SM_X's encoder on the "
+        f"`{_backend(p)}` backend, admitted by a check against float32 on the same masks), seed {p.seed}.",
         f"- Explanation kinds: {kinds_text}.",
         f"- Comparison: {NORMALIZATION_TEXT.get(p.normalization, p.normalization)} maps, input-grid maps reduced "
         f"to the 20 ms encoder grid by {REDUCER_TEXT.get(p.reducer, p.reducer)}, Pearson per utterance, averaged "

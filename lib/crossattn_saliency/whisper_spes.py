@@ -153,14 +153,9 @@ class WhisperSpes:
         return torch.log_softmax(logits.float(), dim=-1)
 
     def input_forward(self, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> ForwardFn:
-        """``features (batch x mel x frames) -> log-probs (batch x tokens x vocab)``, encoder + decoder."""
-        ids, start = teacher_forcing_inputs(prompt_ids, token_ids)
-        ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
-
-        def f(features: torch.Tensor) -> torch.Tensor:
-            return self._decode(ids_t, start, self._encode_batch(features))
-
-        return f
+        """``features (batch x mel x frames) -> log-probs (batch x tokens x vocab)``, encoder + decoder
+        (:meth:`shared_input_forward` of one hypothesis)."""
+        return self.shared_input_forward([(prompt_ids, token_ids)])
 
     def shared_input_forward(self, hypotheses: Sequence[tuple[Sequence[int], Sequence[int]]]) -> ForwardFn:
         """``features (batch x mel x frames) -> log-probs (batch x sum of tokens x vocab)``: the encoder
