@@ -36,15 +36,6 @@ class Interval:
     text: str
 
 
-_TG_TOKEN = re.compile(
-    r'"((?:[^"]|"")*)"'          # 1: string ("" escapes a quote)
-    r'|\[\s*\d*\s*\]'            # bracketed index of the long format: skipped
-    r'|(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)'  # 2: number
-    r'|<(exists|absent)>'        # 3: flag
-    r'|[A-Za-z_][A-Za-z_?]*'     # keyword of the long format: skipped
-)
-
-
 def _decode_text(raw: bytes) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16")
@@ -57,7 +48,8 @@ def _decode_text(raw: bytes) -> str:
 
 
 def parse_textgrid(source: str | Path | bytes) -> dict[str, list[Interval]]:
-    """Parse a Praat TextGrid (long or short text format) into tiers of intervals.
+    """Parse a Praat TextGrid (long or short text format) into tiers of intervals, with ``praatio``
+    (a maintained TextGrid library; this function decodes UTF-16 and keeps empty labels).
 
     Parameters
     ----------
@@ -71,55 +63,23 @@ def parse_textgrid(source: str | Path | bytes) -> dict[str, list[Interval]]:
         Tier name -> list of :class:`Interval` in file order (empty labels kept).
         Point tiers (``TextTier``) give intervals with ``start == end``.
     """
+    from praatio.utilities import textgrid_io
+
     if isinstance(source, bytes):
         text = _decode_text(source)
     elif isinstance(source, str) and "\n" in source:
         text = source
     else:
         text = _decode_text(Path(source).read_bytes())
-    tokens: list[Any] = []
-    for m in _TG_TOKEN.finditer(text):
-        if m.group(1) is not None:
-            tokens.append(m.group(1).replace('""', '"'))
-        elif m.group(2) is not None:
-            tokens.append(float(m.group(2)))
-        elif m.group(3) is not None:
-            tokens.append("<" + m.group(3) + ">")
-    pos = 0
-
-    def take(kind: type) -> Any:
-        nonlocal pos
-        if pos >= len(tokens):
-            raise ValueError("TextGrid ends early; the file is truncated")
-        tok = tokens[pos]
-        pos += 1
-        if kind is float and not isinstance(tok, float):
-            raise ValueError(f"TextGrid: expected a number at token {pos}, found {tok!r}")
-        if kind is str and not isinstance(tok, str):
-            raise ValueError(f"TextGrid: expected a string at token {pos}, found {tok!r}")
-        return tok
-
-    if tokens[:2] != ["ooTextFile", "TextGrid"]:
+    head = text.lstrip()[:200]
+    if "ooTextFile" not in head or "TextGrid" not in head:
         raise ValueError("not a Praat TextGrid text file (expected 'ooTextFile' 'TextGrid')")
-    pos = 2
-    take(float), take(float)
-    if take(str) != "<exists>":
-        return {}
-    n_tiers = int(take(float))
+    parsed = textgrid_io.parseTextgridStr(text, includeEmptyIntervals=True)
     tiers: dict[str, list[Interval]] = {}
-    for _ in range(n_tiers):
-        klass, name = take(str), take(str)
-        take(float), take(float)
-        n = int(take(float))
-        items = []
-        for _ in range(n):
-            if klass == "IntervalTier":
-                a, b, label = take(float), take(float), take(str)
-            else:
-                a = b = take(float)
-                label = take(str)
-            items.append(Interval(a, b, label))
-        tiers[name] = items
+    for tier in parsed["tiers"]:
+        point = tier["class"] == "TextTier"
+        tiers[tier["name"]] = [Interval(float(e[0]), float(e[0]) if point else float(e[1]), str(e[-1]))
+                               for e in tier["entries"]]
     return tiers
 
 
