@@ -50,8 +50,9 @@ test: setup ## the test suite (unit, integration on real models/audio, notebook 
 test-fast: setup ## unit tests only (no real models, no notebooks)
 	$(PY) -m pytest -q -m "not integration and not notebooks"
 
-bench: setup ## SPES throughput and bf16-vs-fp32 figures -> results/bench/
+bench: setup ## SPES throughput: bf16 vs fp32, backends, pass split, scaling -> results/bench/
 	$(PY) -m crossattn_saliency.bench --out results/bench --n-perturbations 96
+	$(PY) -m crossattn_saliency.bench --backends --out results/bench --n-perturbations 128
 
 lab: setup ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/
