@@ -104,3 +104,20 @@ def test_disattenuation_validation_plot_one_row_per_condition_and_reference():
     ax = fig.axes[0]
     assert len(ax.get_yticklabels()) == 2 and "10,000 vs 1,000" in ax.get_yticklabels()[0].get_text()
     assert len(ax.get_lines()) == 6          # interval, high value, repeats per row
+
+
+def test_timing_errors_best_median_on_top_with_the_reference_floor():
+    errs = {"good": np.array([10.0, 20.0, 30.0]), "bad": np.array([300.0, 500.0, 4000.0])}
+    fig = plots.plot_timing_errors(errs, title="t", floor_ms=15.0)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["bad (n=3)", "good (n=3)"]  # boxes from the bottom: the best median is drawn last, on top
+    assert ax.get_xlim()[1] == pytest.approx(1020.0) and ax.get_legend() is not None
+
+
+def test_word_boundaries_one_tier_per_source_under_the_spectrogram():
+    feats = np.random.default_rng(0).normal(size=(80, 3000))
+    words = {"reference": [("he", 0.2, 0.4), ("was", 0.4, 0.7)], "CA": [("he", 0.1, 0.5), ("was", 0.5, 0.9)]}
+    fig = plots.plot_word_boundaries(feats, 100, words, title="clip")
+    assert len(fig.axes) == 3 and fig.axes[0].get_title() == "clip"
+    assert [t.get_text() for t in fig.axes[1].texts] == ["he", "was"] and fig.axes[2].get_ylabel() == "CA"
