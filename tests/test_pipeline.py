@@ -2,7 +2,10 @@
 kind is computed, stored once, compared, ranked for deletion and reported."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
+
 import pytest
 
 from crossattn_saliency import config, kinds, pipeline, report, transcribe
@@ -239,6 +242,31 @@ def test_an_unfaithful_backend_is_refused_before_any_map_is_stored(tiny_profile,
     with pytest.raises(backends.BackendRefused):
         pipeline.explain(bad, cond, ["SM_X"], n=1, progress=False)
     assert len(calls) == 1
+
+
+def test_an_admitted_backend_is_checked_once_per_model_whichever_utterance_comes_first(tiny_profile, monkeypatch,
+                                                                                        tmp_path):
+    """A resumed run (or the model's next condition) starts at another utterance: the model's stored
+    check stands, it is not recomputed on the new first utterance."""
+    from crossattn_saliency import backends
+
+    cfg, cond = tiny_profile
+    calls = []
+
+    def fake_check(*a, **k):
+        calls.append(a[5:7])
+        return backends.BackendCheck(model=cond.model, backend=a[5], dtype=a[6], n_perturbations=64, n_tokens=3,
+                                     pearson_mean=0.999, pearson_min=0.99, seconds_reference=2.0,
+                                     seconds_backend=1.0)
+
+    monkeypatch.setattr(backends, "check", fake_check)
+    monkeypatch.setenv(config.ENV_ROOT, str(tmp_path))
+    good = cfg.with_overrides(dtype="bfloat16", spes_backend="torch")
+    pipeline.explain(good, cond, ["SM_X"], n=1, progress=False)     # checked on the first utterance
+    items = pipeline.explain(good, cond, ["SM_X"], n=2, progress=False)   # starts computing at the second
+    assert calls == [("torch", "bfloat16")] and len(items) == 2
+    rec, = (config.cache_dir(good.name) / "backend_check").rglob("*.json")
+    assert "utterance" not in json.loads(rec.read_text())["params"]
 
 
 def test_backend_auto_resolves_to_an_installed_backend():

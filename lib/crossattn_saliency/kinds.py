@@ -214,12 +214,13 @@ def whisper_spes(ctx: Context, utt: "Utterance | None" = None) -> Any:
 
 def backend_check(ctx: Context, utt: "Utterance", ws: Any) -> Any:
     """The stored :class:`~.backends.BackendCheck` of the context's model, backend and dtype
-    (computed on ``utt`` the first time); raises :class:`~.backends.BackendRefused` if unfaithful."""
+    (computed on ``utt`` the first time, and kept whichever utterance a later condition starts
+    with: one check per model); raises :class:`~.backends.BackendRefused` if unfaithful."""
     from . import backends
     from .progress import say
 
     p = ctx.profile
-    params = {"n_perturbations": backends.CHECK_PERTURBATIONS, "utterance": utt.utt_id, "seed": p.seed,
+    params = {"n_perturbations": backends.CHECK_PERTURBATIONS, "seed": p.seed,
               "min_mean": backends.MIN_MEAN, "min_token": backends.MIN_TOKEN, "device": p.device}
 
     def compute() -> dict[str, Any]:
@@ -227,7 +228,7 @@ def backend_check(ctx: Context, utt: "Utterance", ws: Any) -> Any:
             f"on {backends.CHECK_PERTURBATIONS} masks of {utt.utt_id} ...")
         return backends.check(ctx.model.model, utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids,
                               ws.backend, ws.dtype, p.device, backends.CHECK_PERTURBATIONS, p.spes_batch_size,
-                              p.seed, ctx.condition.model, prepared=ws).to_dict()
+                              p.seed, ctx.condition.model, prepared=ws).to_dict() | {"utterance": utt.utt_id}
 
     rec = ctx.store.fetch_json("backend_check", f"{ctx.condition.model_label}/{ws.backend}-{ws.dtype}", params,
                                compute)
