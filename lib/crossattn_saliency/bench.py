@@ -390,6 +390,68 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def deletion_precision(profile: str = "default", conditions: Sequence[str] | None = None, n_utterances: int = 2,
+                       rankings: Sequence[str] = ("CA", "SM_X pooled max2d", "SM_X full", "random cells"),
+                       dtypes: Sequence[str] = ("float32", "bfloat16")) -> list[dict[str, Any]]:
+    """The deletion test's curves in each of ``dtypes``: for the first ``n_utterances`` explained
+    utterances of each condition (default: the profile's saliency conditions) and each ranking in
+    ``rankings`` (``Ranking.key`` labels of :func:`pipeline.deletion_rankings`), the curve of
+    :func:`pipeline.deletion_curve_of` with the model in that dtype (nothing stored). One row per
+    curve and dtype: ``auc`` (WER-percent units), ``seconds`` (decoding time of the curve),
+    ``decodes`` (distinct inputs decoded), ``texts`` (the outputs along the curve)."""
+    from . import pipeline
+
+    cfg = config.get_profile(profile)
+    names = list(conditions) if conditions else [c.name for c in cfg.saliency_conditions_list()]
+    rows = []
+    for name in names:
+        cond = pipeline.condition(cfg, name)
+        items = pipeline.explain(cfg, cond, n=n_utterances, progress=False)
+        for dt in dtypes:
+            dcfg = cfg.with_overrides(deletion_dtype=dt)
+            loaded = pipeline.deletion_model(dcfg, cond)
+            for it in items:
+                ranks = pipeline.deletion_rankings(it, cfg.reducer, (cfg.reducer,), cfg.seed, cfg.deletion_floor_draws)
+                memo: dict[Any, str] = {}
+                for rank, score in ranks.items():
+                    if rank.label not in rankings:
+                        continue
+                    before = len(memo)
+                    t0 = time.perf_counter()
+                    rec = pipeline.deletion_curve_of(dcfg, cond, loaded, it.utt, rank, score, memo)
+                    rows.append({"condition": name, "utterance": it.utt.utt_id, "ranking": rank.label, "dtype": dt,
+                                 "auc": rec["auc"], "seconds": time.perf_counter() - t0,
+                                 "decodes": len(memo) - before, "texts": rec["texts"]})
+            del loaded
+    return rows
+
+
+def deletion_precision_to_markdown(rows: Sequence[dict[str, Any]], machine: str) -> str:
+    """Per condition and ranking: AUC in each dtype, their difference, and the decoding time."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    piv = df.pivot_table(index=["condition", "utterance", "ranking"], columns="dtype", values=["auc", "seconds"])
+    lines = [f"# Deletion test: float32 vs bfloat16 decoding ({machine})", "",
+             "Same rankings, same masks, greedy decoding of each masked input; AUC in WER-percent units "
+             "(0-100); seconds: decoding time of one curve (batched, intact and all-deleted inputs counted "
+             "once per utterance).", "",
+             "| condition | utterance | ranking | AUC float32 | AUC bfloat16 | difference | s float32 | s bfloat16 |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for (c, u, r), row in piv.iterrows():
+        a32, a16 = row[("auc", "float32")], row[("auc", "bfloat16")]
+        lines.append(f"| {c} | {u} | {r} | {a32:.1f} | {a16:.1f} | {a16 - a32:+.1f} | "
+                     f"{row[('seconds', 'float32')]:.1f} | {row[('seconds', 'bfloat16')]:.1f} |")
+    d = piv[("auc", "bfloat16")] - piv[("auc", "float32")]
+    t = piv["seconds"].sum()
+    same = np.mean([a == b for a, b in zip(df[df.dtype == "float32"]["texts"], df[df.dtype == "bfloat16"]["texts"])])
+    lines += ["", f"Over {len(piv)} curves: AUC difference mean {d.mean():+.2f}, mean absolute {d.abs().mean():.2f}, "
+                  f"largest {d.abs().max():.2f} (WER-percent units); identical outputs along the whole curve in "
+                  f"{100 * same:.0f} % of curves; decoding time bfloat16 / float32 = "
+                  f"{t['bfloat16'] / t['float32']:.2f}."]
+    return "\n".join(lines) + "\n"
+
+
 def run(out: str | Path, models: Sequence[str] = ("whisper-tiny.en", "whisper-base"), n_perturbations: int = 192,
         batch_size: int = 16, bare_batches: int = 3, device: str = "cpu", audio: str | Path | None = None,
         seed: int = 0) -> dict[str, Any]:
@@ -435,7 +497,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--shared-encoder", action="store_true",
                     help="only measure SM_X for 1, 2, 3 conditions of one audio with shared encoder passes "
                          "(writes shared_encoder.json / .md)")
+    ap.add_argument("--deletion-precision", action="store_true",
+                    help="only compare the deletion test's curves decoded in float32 and bfloat16 on the default "
+                         "profile's cached explanations (writes deletion_precision.json / .md)")
+    ap.add_argument("--utterances", type=int, default=2, help="utterances per condition (--deletion-precision)")
+    ap.add_argument("--conditions", nargs="+", default=None,
+                    help="condition names (--deletion-precision; default: the profile's saliency conditions)")
     a = ap.parse_args(argv)
+    if a.deletion_precision:
+        rows = deletion_precision(conditions=a.conditions, n_utterances=a.utterances)
+        machine = f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} torch threads"
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        cache.write_json(out / "deletion_precision.json", {"date": time.strftime("%Y-%m-%d"), "machine": machine,
+                                                           "curves": rows})
+        md = deletion_precision_to_markdown(rows, machine)
+        with cache.atomic_path(out / "deletion_precision.md", ".md") as tmp:
+            tmp.write_text(md)
+        print(md)
+        return
     if a.backends:
         from . import data
 

@@ -169,8 +169,12 @@ class Profile:
     executor: str = "local"
     #: device of every model use (decoding, attention, saliency, gradients, deletion)
     device: str = "cpu"
-    #: dtype of the reference computations: decoding, cross-attention, deletion decoding
+    #: dtype of the reference computations: decoding, cross-attention
     model_dtype: str = "float32"
+    #: dtype of the deletion test's decoding of masked inputs (and of its intact reference, decoded
+    #: the same way): "bfloat16", "float32" or "auto" (as :attr:`dtype`); the deletion AUCs of the
+    #: two agree (results/bench/deletion_precision.md)
+    deletion_dtype: str = "auto"
     #: explanation kinds to compute (names in ``kinds.REGISTRY``; ``None`` = all registered)
     explanations: tuple[str, ...] | None = None
     #: gradient saliency (captum): dtype, integrated-gradients steps, steps per batch
@@ -232,6 +236,13 @@ class Profile:
         """:attr:`dtype` resolved on this machine (``"auto"`` -> ``"bfloat16"`` or ``"float32"``)."""
         if self.dtype != "auto":
             return self.dtype
+        return "bfloat16" if native_bf16(self.device) else "float32"
+
+    @property
+    def deletion_precision(self) -> str:
+        """:attr:`deletion_dtype` resolved on this machine (``"auto"`` -> ``"bfloat16"`` or ``"float32"``)."""
+        if self.deletion_dtype != "auto":
+            return self.deletion_dtype
         return "bfloat16" if native_bf16(self.device) else "float32"
 
     def explainable(self, seconds: float) -> bool:
@@ -348,6 +359,7 @@ PROFILES: dict[str, Profile] = {
         spes_h_perturbations=20000,
         deletion_step=5,
         deletion_beam=5,
+        deletion_dtype="float32",
         deletion_utterances=None,
         convergence_utterances=4,
         convergence_budget=20000,

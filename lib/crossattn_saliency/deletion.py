@@ -432,7 +432,8 @@ def default_wer(reference: str, hypothesis: str) -> float:
 def deletion_curve(features: np.ndarray, n_frames: int, score_map: np.ndarray,
                    decode_fn: Callable[[np.ndarray], str], reference: str, step: float = 5, *,
                    occlusion_value: float, wer_fn: Callable[[str, str], float] | None = None,
-                   progress: bool = True, seed: int = 0) -> DeletionCurve:
+                   progress: bool = True, seed: int = 0,
+                   decode_many: Callable[[list[np.ndarray]], list[str]] | None = None) -> DeletionCurve:
     """Delete top-ranked cells in steps, re-decode, and score the WER at each step.
 
     Parameters
@@ -462,6 +463,10 @@ def deletion_curve(features: np.ndarray, n_frames: int, score_map: np.ndarray,
         Show a tqdm bar over the steps.
     seed : int
         Tie-breaking seed for equal scores.
+    decode_many : callable, optional
+        ``decode_many([features, ...]) -> [text, ...]``: decodes all the curve's distinct
+        inputs in one call (e.g. one batch) instead of one ``decode_fn`` call each; it must
+        give what ``decode_fn`` gives for each input.
 
     Returns
     -------
@@ -489,24 +494,23 @@ def deletion_curve(features: np.ndarray, n_frames: int, score_map: np.ndarray,
     percents = np.arange(0.0, 100.0, float(step))
     percents = np.append(percents, 100.0)
 
-    texts: list[str] = []
-    wers: list[float] = []
-    counts: list[int] = []
-    done: dict[int, tuple[str, float]] = {}
-    masks = deletion_masks(score, percents, seed=seed)
-    for k, mask in tqdm(zip(percents, masks), total=len(percents), desc="deletion", disable=not progress,
-                        leave=False):
+    masks = list(deletion_masks(score, percents, seed=seed))
+    inputs: dict[int, np.ndarray] = {}          # equal counts give identical inputs: decode once
+    for mask in masks:
         n = int(mask.sum())
-        if n not in done:  # equal counts give identical inputs: decode once
+        if n not in inputs:
             x = np.array(feats, copy=True)
-            speech = x[:, :n_frames]
-            speech[mask.T] = occlusion_value
-            text = decode_fn(x)
-            done[n] = (text, float(np.clip(100.0 * wer_fn(reference, text), 0.0, 100.0)))
-        text, w = done[n]
-        texts.append(text)
-        wers.append(w)
-        counts.append(n)
+            x[:, :n_frames][mask.T] = occlusion_value
+            inputs[n] = x
+    if decode_many is not None:
+        decoded = dict(zip(inputs, decode_many(list(inputs.values()))))
+    else:
+        decoded = {n: decode_fn(x) for n, x in tqdm(inputs.items(), desc="deletion", disable=not progress,
+                                                     leave=False)}
+    done = {n: (t, float(np.clip(100.0 * wer_fn(reference, t), 0.0, 100.0))) for n, t in decoded.items()}
+    counts = [int(m.sum()) for m in masks]
+    texts = [done[n][0] for n in counts]
+    wers = [done[n][1] for n in counts]
     return DeletionCurve(percents=percents, wer=np.array(wers), texts=texts, n_deleted=np.array(counts))
 
 

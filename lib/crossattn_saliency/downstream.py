@@ -27,67 +27,101 @@ ALIGNER = "pocketsphinx 5.1.1 forced alignment (US English model, CMU dictionary
 
 
 def _alignment_record(profile: Profile, set_name: str, row: dict[str, Any]) -> dict[str, Any]:
-    """Stored references of one row: ``pocketsphinx`` (forced alignment, or None with the reason)
-    and ``kept`` (the alignment the recording ships with, or None)."""
-    params = {"aligner": ALIGNER, "lexicon": alignment.LEXICON_ADDITIONS, "transcript": row["transcript"]}
+    """Stored references of one row: ``pocketsphinx`` (forced alignment of English speech, or None
+    with the reason in ``error``), ``kept`` (the alignment the recording ships with, or None) and,
+    for synthetic rows, ``spoken`` (the TTS engine's timings, or None with ``spoken_error``)."""
+    params: dict[str, Any] = {"aligner": ALIGNER, "lexicon": alignment.LEXICON_ADDITIONS,
+                              "transcript": row["transcript"]}
+    synthetic = bool(row.get("synthetic"))
+    if synthetic:
+        params["spoken"] = alignment.SPOKEN_BY.get(str(row.get("speaker")))
 
     def compute() -> dict[str, Any]:
-        try:
-            words, error = alignment.forced_alignment(np.asarray(row["audio"], dtype=np.float32),
-                                                      row["transcript"], int(row["sampling_rate"])), None
-        except alignment.AlignmentError as exc:
-            words, error = None, str(exc)
-        return {"pocketsphinx": words, "error": error, "kept": alignment.kept_alignment(row)}
+        words, error = None, "pocketsphinx aligns English speech only"
+        if str(row.get("language", "en")) == "en":
+            try:
+                words, error = alignment.forced_alignment(np.asarray(row["audio"], dtype=np.float32),
+                                                          row["transcript"], int(row["sampling_rate"])), None
+            except alignment.AlignmentError as exc:
+                words, error = None, str(exc)
+        out = {"pocketsphinx": words, "error": error, "kept": alignment.kept_alignment(row)}
+        if synthetic:
+            try:
+                out["spoken"], out["spoken_error"] = alignment.spoken_alignment(row), None
+            except alignment.AlignmentError as exc:
+                out["spoken"], out["spoken_error"] = None, str(exc)
+        return out
 
     return pipeline.store(profile).fetch_json("alignments", f"{set_name}/{file_id(row['id'])}", params, compute)
 
 
+def _reference(rec: dict[str, Any]) -> tuple[str, Any]:
+    """The best reference of a stored record and its name: the TTS engine's timings, else the
+    alignment the recording ships with, else pocketsphinx's."""
+    if rec.get("spoken"):
+        return "TTS engine timings", rec["spoken"]
+    if rec.get("kept"):
+        return "shipped alignment", rec["kept"]
+    return "pocketsphinx", rec.get("pocketsphinx")
+
+
 def reference_alignments(profile: Profile, cond: Condition, utt_ids: Sequence[str] | None = None
                          ) -> dict[str, alignment.Words]:
-    """The reference words of the condition's utterances (all, or ``utt_ids``): the alignment the
-    recording ships with where there is one, else pocketsphinx's forced alignment; utterances with
-    neither are left out."""
+    """The reference words of the condition's utterances (all, or ``utt_ids``): for synthetic speech
+    the timings the TTS engine reports, for real speech the alignment the recording ships with where
+    there is one, else pocketsphinx's forced alignment (English); utterances with none are left out."""
     out = {}
     for row in pipeline._rows(profile, cond):
         if utt_ids is not None and str(row["id"]) not in utt_ids:
             continue
-        rec = _alignment_record(profile, cond.dataset, row)
-        words = rec["kept"] or rec["pocketsphinx"]
+        _, words = _reference(_alignment_record(profile, cond.dataset, row))
         if words:
             out[str(row["id"])] = alignment.words_from_json(words)
     return out
 
 
 def reference_disagreement(profile: Profile, cond: Condition) -> Any:
-    """Per utterance with both references: how far the shipped alignment and pocketsphinx's lie
-    apart (``pandas.DataFrame``: matched words, median and mean start and end differences in ms;
-    ``independent``: False where the shipped alignment was made by pocketsphinx itself). Over the
-    independent pairs, the floor below which no timestamp error can be measured."""
+    """Per utterance of the condition's set with two references: how far the reference
+    (:func:`reference_alignments`'s: TTS timings or the shipped alignment) and pocketsphinx's
+    forced alignment lie apart (``pandas.DataFrame``: set, reference, matched words, median and
+    mean start and end differences in ms; ``independent``: False where the shipped alignment was
+    made by pocketsphinx itself). Over the independent pairs of real speech, the floor below which
+    no timestamp error can be measured; against TTS timings, pocketsphinx's own error."""
     import pandas as pd
 
     rows = []
     for row in pipeline._rows(profile, cond):
         rec = _alignment_record(profile, cond.dataset, row)
-        if not (rec["kept"] and rec["pocketsphinx"]):
+        name, ref = _reference(rec)
+        if not (ref and rec["pocketsphinx"]) or name == "pocketsphinx":
             continue
-        e = timestamps.boundary_errors(alignment.words_from_json(rec["pocketsphinx"]),
-                                       alignment.words_from_json(rec["kept"]))
-        independent = "pocketsphinx" not in str(row["source"])  # pocketsphinx's own alignments agree by construction
-        rows.append({"utterance": str(row["id"]), "shipped with": str(row["source"]), "independent": independent,
-                     "words": e["ref_words"],
-                     "matched": e["matched"], "start median (ms)": float(np.median(e["start_ms"])),
-                     "start mean (ms)": float(np.mean(e["start_ms"])), "end median (ms)": float(np.median(e["end_ms"])),
-                     "end mean (ms)": float(np.mean(e["end_ms"]))})
+        e = timestamps.boundary_errors(alignment.words_from_json(rec["pocketsphinx"]), alignment.words_from_json(ref))
+        # pocketsphinx's own shipped alignments agree with it by construction
+        independent = name == "TTS engine timings" or "pocketsphinx" not in str(row["source"])
+        rows.append({"set": cond.dataset, "utterance": str(row["id"]),
+                     "reference": alignment.SPOKEN_BY.get(str(row.get("speaker")), name)
+                     if name == "TTS engine timings" else str(row["source"]),
+                     "synthetic": bool(row.get("synthetic")), "independent": independent,
+                     "words": e["ref_words"], "matched": e["matched"],
+                     "start median (ms)": float(np.median(e["start_ms"])) if e["matched"] else float("nan"),
+                     "start mean (ms)": float(np.mean(e["start_ms"])) if e["matched"] else float("nan"),
+                     "end median (ms)": float(np.median(e["end_ms"])) if e["matched"] else float("nan"),
+                     "end mean (ms)": float(np.mean(e["end_ms"])) if e["matched"] else float("nan")})
     return pd.DataFrame(rows)
 
 
-def disagreement_floor(disagreement: Any) -> float | None:
+def disagreement_floor(disagreement: Any, set_name: str | None = None) -> float | None:
     """Median word-start disagreement (ms) of the independent reference pairs of
-    :func:`reference_disagreement`, or None where there are none."""
+    :func:`reference_disagreement` of real speech (or of ``set_name``'s), or None where there are
+    none. For a synthetic set the reference is the engine's timing: its floor is the engine's frame,
+    not this number (which is pocketsphinx's error)."""
     if not len(disagreement):
         return None
-    indep = disagreement[disagreement["independent"]]
-    return float(np.median(indep["start median (ms)"])) if len(indep) else None
+    d = disagreement[disagreement["independent"]]
+    if "set" in d:
+        d = d[d["set"] == set_name] if set_name is not None else d[~d["synthetic"]]
+    d = d[d["matched"] > 0]
+    return float(np.median(d["start median (ms)"])) if len(d) else None
 
 
 def timed_views(e: Explanation, extra_heads: Sequence[tuple[int, int]] = ()) -> list[tuple[str, list[tuple[int, int]] | None]]:

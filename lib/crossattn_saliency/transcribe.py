@@ -117,8 +117,20 @@ def decode(loaded: LoadedModel, feats: np.ndarray, language: str = "en", task: s
     greedy otherwise; Whisper's suppressed tokens apply, no timestamps.
     ``max_new_tokens`` caps the output (default: the model's 448-position limit).
     """
+    return decode_batch(loaded, [feats], language, task, beam_size, max_new_tokens)[0]
+
+
+def decode_batch(loaded: LoadedModel, feats: Sequence[np.ndarray], language: str = "en", task: str = "transcribe",
+                 beam_size: int = 5, max_new_tokens: int | None = None) -> list[list[int]]:
+    """Decode several inputs of the same model in one ``generate`` call (a batch of
+    ``len(feats)``; each ``mel x frames``, 80 x 3000); returns each one's generated token ids
+    ending with <|endoftext|>, as :func:`decode` would (the inputs all fill the 30 s window, so
+    no padding enters the batch; a batch can differ from one-by-one decoding only by the
+    rounding of batched matrix products)."""
     import torch
 
+    if not len(feats):
+        return []
     model = loaded.model
     kwargs: dict[str, Any] = dict(num_beams=beam_size, do_sample=False)
     if max_new_tokens is not None:
@@ -127,17 +139,20 @@ def decode(loaded: LoadedModel, feats: np.ndarray, language: str = "en", task: s
         kwargs.update(language=language, task=task)
     else:
         loaded.prompt_ids(language, task)  # raises for tasks an English-only model cannot do
-    x = torch.as_tensor(feats, dtype=model.dtype, device=model.device)[None]
+    x = torch.as_tensor(np.stack([np.asarray(f) for f in feats]), dtype=model.dtype, device=model.device)
     with torch.inference_mode():
         out = model.generate(x, **kwargs)
-    ids = [int(i) for i in out[0].tolist()]
     prompt = loaded.prompt_ids(language, task)
-    if ids[:len(prompt)] == prompt:  # some versions return the prompt too
-        ids = ids[len(prompt):]
     eot = loaded.special_ids["eot"]
-    if eot in ids:
-        ids = ids[:ids.index(eot)]
-    return ids + [eot]
+    result = []
+    for row in out.tolist():
+        ids = [int(i) for i in row]
+        if ids[:len(prompt)] == prompt:  # some versions return the prompt too
+            ids = ids[len(prompt):]
+        if eot in ids:
+            ids = ids[:ids.index(eot)]
+        result.append(ids + [eot])
+    return result
 
 
 def hypothesis_params(loaded: LoadedModel, language: str, task: str, beam_size: int) -> dict[str, Any]:
