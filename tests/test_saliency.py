@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 from scipy.ndimage import gaussian_filter
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 from crossattn_saliency import backends
 from crossattn_saliency import spes as sal
 from crossattn_saliency.saliency_result import SaliencyResult
-from crossattn_saliency.spes import MaskSampler, Spes, SpesParams, encoder_units, slic_levels
+from crossattn_saliency.spes import MaskSampler, Spes, SpesParams, encoder_units, occlusion_value, slic_levels
 from crossattn_saliency.transcribe import teacher_forcing_inputs
 from crossattn_saliency.whisper_spes import WhisperSpes, spes_encoder, spes_input
 
@@ -47,6 +47,18 @@ class BlockModel(torch.nn.Module):
         b = self.blocks
         a = (x[:, None] * b[None]).sum(dim=tuple(d + 1 for d in dims)) / b.sum(dim=dims)[None]
         return torch.log_softmax(a[..., None] * self.w[None], dim=-1)
+
+
+class ChangeModel(BlockModel):
+    """Token i's distribution depends only on how far the cells of block i moved from ``reference``
+    (mean squared change): any occlusion value that differs from the cells is seen."""
+
+    def __init__(self, blocks: np.ndarray, reference: np.ndarray, vocab: int = 7, seed: int = 0) -> None:
+        super().__init__(blocks, vocab, seed)
+        self.reference = torch.as_tensor(reference, dtype=torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward((x - self.reference[None]) ** 2 + 1.0)
 
 
 def _image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -159,6 +171,45 @@ def test_prob_drop_scorer_finds_the_planted_block():
     assert min(rhos) >= 0.8, f"Spearman per token {rhos}"
     with pytest.raises(ValueError, match="targets"):
         _run(model, img, levels, scorer="prob_drop")
+
+
+@pytest.mark.parametrize("setting", [
+    {"p_occlude": 0.1}, {"p_occlude": 0.2}, {"p_occlude": 0.3}, {"occlusion": "mean"}, {"occlusion": 1.0},
+    {"levels": (60,)}, {"levels": (20, 30, 40)}, {"levels": (80, 120, 160)}, {"scorer": "prob_drop"},
+])
+def test_every_spes_setting_still_finds_the_planted_blocks(setting):
+    """The settings a sensitivity study varies (mask probability, occlusion value, SLIC levels,
+    score) change the estimate, not what it points at: on the planted model every one puts the
+    highest relevance on the planted cells."""
+    img = _spectrogram_with_edges()
+    blocks = _blocks_2d()
+    params = SpesParams(levels=(40, 60, 80), frames_ref=T).replace(**setting)
+    levels = slic_levels(img, params)
+    feats = img.T                                   # mel x frames, as occlusion_value reads it
+    occ = occlusion_value(feats, T, params.occlusion) if params.occlusion != "floor" else 0.0
+    # a model that reacts to the block's mean reads little from an occlusion value near that mean:
+    # for other occlusion values, token i reacts to any change of the cells of block i
+    model = BlockModel(blocks) if params.occlusion == "floor" else ChangeModel(blocks, img)
+    targets = model(torch.as_tensor(img)[None])[0].argmax(-1) if params.scorer == "prob_drop" else None
+    run = Spes(model, scorer=params.scorer, batch_size=1000).attribute(
+        torch.as_tensor(img), levels, occlusion_value=occ, n_perturbations=6000, p_occlude=params.p_occlude,
+        seed=0, targets=targets, progress=False)
+    full, _, _, _ = run.final.cell_maps(levels)
+    # the planted cells outrank the others: the probability that a planted cell gets more relevance than
+    # an unplanted one (ROC AUC, 1 = perfect, 0.5 = chance), per token
+    aucs = [float((rankdata(m.ravel())[b.ravel() > 0].sum() - b.sum() * (b.sum() + 1) / 2)
+                  / (b.sum() * (b.size - b.sum()))) for m, b in zip(full, blocks)]
+    assert min(aucs) >= 0.8, f"{setting}: planted-cell AUC per token {aucs}"
+
+
+def test_occlusion_values_by_name():
+    feats = np.full((4, 10), -1.0, dtype=np.float32)
+    feats[:, :6] = np.arange(24, dtype=np.float32).reshape(4, 6)
+    assert occlusion_value(feats, 6, "floor") == pytest.approx(23.0 - 2.0)
+    assert occlusion_value(feats, 6, "mean") == pytest.approx(11.5)        # speech cells only
+    assert occlusion_value(feats, 6, 0.0) == 0.0
+    with pytest.raises(ValueError, match="occlusion='zero' is invalid"):
+        occlusion_value(feats, 6, "zero")
 
 
 # --------------------------------------------------------------------------- exactness and reproducibility
@@ -278,7 +329,7 @@ def test_out_of_memory_names_the_batch_size():
 
 @pytest.mark.parametrize("kw, field", [
     ({"n_perturbations": 0}, "n_perturbations"), ({"levels": ()}, "levels"), ({"levels": (10, 0)}, "levels"),
-    ({"p_occlude": 1.0}, "p_occlude"), ({"occlusion": "zero"}, "occlusion"),
+    ({"p_occlude": 1.0}, "p_occlude"), ({"p_occlude": 0.0}, "p_occlude"), ({"occlusion": "zero"}, "occlusion"),
     ({"occlusion": float("nan")}, "occlusion"), ({"scorer": "l2"}, "scorer"), ({"batch_size": 0}, "batch_size"),
     ({"seed": -1}, "seed"), ({"compactness": 0}, "compactness"), ({"run_length": 0}, "run_length"),
     ({"batch_size": 2.5}, "batch_size"),

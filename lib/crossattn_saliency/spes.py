@@ -42,7 +42,9 @@ Whisper's features are not mean-normalised: the feature extractor computes
 ``(x + 4) / 4``. Silence and the zero padding after the audio therefore all take
 the utterance's floor value ``features.max() - 2.0``. The default occlusion
 ``"floor"`` uses that value (an occluded cell looks like silence to the model);
-a float sets any other value. SM_H occludes with 0.
+``"mean"`` the mean of the utterance's speech cells (an occluded cell keeps the
+utterance's average energy), a float any other value (``0.0``: zero in Whisper's
+normalised units); :func:`occlusion_value`. SM_H occludes with 0.
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ from .progress import bar as tqdm
 
 __all__ = [
     "ForwardFn", "SCORERS", "SpesParams", "SegmentStats", "SpesRun", "SpesDesign", "MaskSampler", "Spes",
-    "level_segment_counts", "slic_levels", "encoder_units", "floor_value", "kl_scores", "prob_drop_scores",
+    "level_segment_counts", "slic_levels", "encoder_units", "floor_value", "occlusion_value", "OCCLUSIONS",
+    "kl_scores", "prob_drop_scores",
 ]
 
 #: A forward function: a batch of (perturbed) inputs ``batch x *input_shape`` ->
@@ -71,6 +74,10 @@ SCORERS = ("kl", "prob_drop")
 
 
 # --------------------------------------------------------------------------- parameters
+
+
+#: named SM_X occlusion values (:func:`occlusion_value`); any finite float is allowed too
+OCCLUSIONS = ("floor", "mean")
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,8 @@ class SpesParams:
     compactness, sigma : SLIC compactness and Gaussian pre-smoothing (in cells).
     p_occlude : probability that a segment is occluded in a perturbation.
     occlusion : SM_X occlusion value: ``"floor"`` (the utterance's silence/padding
-        value, ``features.max() - 2.0`` for Whisper) or a float. SM_H always uses 0.
+        value, ``features.max() - 2.0`` for Whisper), ``"mean"`` (the mean of its speech
+        cells) or a float. SM_H always uses 0.
     scorer : ``"kl"`` (KL(P_i || P_i^pert) over the vocabulary) or ``"prob_drop"``
         (probability of the emitted token before minus after).
     batch_size : perturbations per forward pass (does not change the results).
@@ -134,10 +142,12 @@ class SpesParams:
             raise bad("p_occlude", "use a probability strictly between 0 and 1 (the study: 0.5)")
         occ = self.occlusion
         if isinstance(occ, str):
-            if occ != "floor":
-                raise bad("occlusion", "use 'floor' (Whisper's silence value) or a finite float")
+            if occ not in OCCLUSIONS:
+                raise bad("occlusion", "use 'floor' (Whisper's silence value), 'mean' (the speech cells' mean) "
+                                       "or a finite float")
         elif isinstance(occ, bool) or not isinstance(occ, (int, float, np.floating)) or not math.isfinite(occ):
-            raise bad("occlusion", "use 'floor' (Whisper's silence value) or a finite float")
+            raise bad("occlusion", "use 'floor' (Whisper's silence value), 'mean' (the speech cells' mean) "
+                                   "or a finite float")
         else:
             object.__setattr__(self, "occlusion", float(occ))
         if self.scorer not in SCORERS:
@@ -216,6 +226,19 @@ def encoder_units(n_positions: int, run_length: int = 1) -> np.ndarray:
     if n_positions < 1 or run_length < 1:
         raise ValueError(f"need n_positions >= 1 and run_length >= 1, got {n_positions}, {run_length}")
     return np.arange(n_positions, dtype=np.int64) // int(run_length)
+
+
+def occlusion_value(features: np.ndarray, n_frames: int, occlusion: str | float) -> float:
+    """The value SM_X writes into occluded cells of one utterance (``features``: ``mel x frames``,
+    the first ``n_frames`` of them speech): :func:`floor_value` for ``"floor"``, the mean of the
+    speech cells for ``"mean"``, else the float given."""
+    if occlusion == "floor":
+        return floor_value(features)
+    if occlusion == "mean":
+        return float(np.asarray(features, dtype=np.float64)[:, :n_frames].mean())
+    if isinstance(occlusion, str):
+        raise ValueError(f"occlusion={occlusion!r} is invalid: use one of {list(OCCLUSIONS)} or a float")
+    return float(occlusion)
 
 
 def floor_value(features: np.ndarray | torch.Tensor) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .saliency_result import SaliencyResult
-from .spes import ForwardFn, Spes, SpesParams, SpesRun, encoder_units, floor_value, slic_levels
+from .spes import ForwardFn, Spes, SpesParams, SpesRun, encoder_units, occlusion_value, slic_levels
 from .transcribe import teacher_forcing_inputs
 
 __all__ = ["WhisperSpes", "prepare", "spes_input", "spes_encoder", "recorded_params", "torch_dtype",
@@ -240,7 +240,7 @@ class WhisperSpes:
             g = np.full(tuple(x.shape), -1, dtype=np.int64)
             g[:, :n_frames] = lab.T
             grids.append(g)
-        occ = floor_value(x.cpu().numpy()) if params.occlusion == "floor" else float(params.occlusion)
+        occ = occlusion_value(x.cpu().numpy(), n_frames, params.occlusion)
         targets = [int(t) for _, tok in hypotheses for t in tok]
         run = engine.attribute(x, grids, occlusion_value=occ, n_perturbations=params.n_perturbations,
                                p_occlude=params.p_occlude, seed=params.seed, snapshots=snapshots,
