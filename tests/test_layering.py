@@ -13,7 +13,7 @@ import crossattn_saliency
 PACKAGE = Path(crossattn_saliency.__file__).parent
 ORDER = ["config", "progress", "cache", "store", "data", "ct2", "models", "metrics", "transcribe", "alignment", "attention", "normca",
          "spes", "saliency_result", "whisper_spes", "gradients", "compare", "backends", "verdicts", "reliability", "deletion", "timestamps",
-         "explanations", "kinds", "tables", "pipeline", "executor", "downstream", "plots", "report", "clip", "bench", "run_notebook", "__main__"]
+         "explanations", "kinds", "tables", "pipeline", "executor", "sensitivity", "downstream", "plots", "report", "clip", "bench", "run_notebook", "__main__"]
 ANYWHERE = {"config", "cache", "progress"}
 
 

@@ -33,6 +33,9 @@ OUTPUTS = {
     "08": ["REPORT.md", "tables/claims.csv", "tables/explanation_kinds.csv"],
     "09": ["tables/timestamps.csv", "tables/reference_disagreement.csv", "tables/alignment_heads.csv",
            "figures/timestamp_errors.png", f"figures/word_boundaries_{FIRST}.png", "REPORT.md"],
+    "10": ["tables/sensitivity.csv", f"tables/sensitivity_agreement_{SMOKE.sensitivity_conditions[0]}.csv",
+           "figures/sensitivity.png", f"figures/sensitivity_agreement_{SMOKE.sensitivity_conditions[0]}.png",
+           "REPORT.md"],
 }
 
 
@@ -70,6 +73,10 @@ def test_notebook_writes_what_it_promises(number, tmp_path):
         assert "## What it means downstream" in (base / "REPORT.md").read_text()
         timing = pd.read_csv(base / "tables/timestamps.csv")
         assert {"CA", "SM_X", "SM_H"} <= set(timing["kind"])
+    if number == "10":
+        assert "## Sensitivity of the reference" in (base / "REPORT.md").read_text()
+        sens = pd.read_csv(base / "tables/sensitivity.csv")
+        assert list(sens[sens["reference"] == "SM_X"]["setting"]) == list(SMOKE.sensitivity_settings)
     if number == "08":
         report = (base / "REPORT.md").read_text()
         assert all(f"{k.name}: {k.title}" in report for k in kinds.selected(SMOKE))

@@ -291,3 +291,46 @@ def test_backend_auto_resolves_to_an_installed_backend():
     assert backends.resolve("auto", "cpu") == want
     with pytest.raises(ValueError, match="spes_backend='onnx' is invalid"):
         backends.resolve("onnx")
+
+
+def test_spes_settings_are_validated_by_name():
+    from crossattn_saliency import sensitivity as sens
+
+    assert sens.setting_overrides("p0.2", "input") == {"p_occlude": 0.2}
+    assert sens.setting_overrides("study", "encoder") == {}
+    with pytest.raises(ValueError, match="unknown SPES setting 'p0.4'"):
+        sens.setting_overrides("p0.4", "input")
+    with pytest.raises(ValueError, match=r"\['levels'\] do not apply to SM_H"):
+        sens.setting_overrides("levels-one", "encoder")
+    with pytest.raises(ValueError, match="SpesParams.p_occlude=1.5"):
+        sens.setting_overrides({"p_occlude": 1.5}, "input")
+    with pytest.raises(ValueError, match="SpesParams.occlusion='silence'"):
+        sens.setting_overrides({"occlusion": "silence"}, "input")
+    with pytest.raises(ValueError, match="SpesParams.scorer="):
+        sens.setting_overrides({"scorer": "l1"}, "encoder")
+    assert not sens.applies("occlusion-mean", "encoder") and sens.applies("p0.1", "encoder")
+
+
+def test_spes_settings_become_reference_kinds_with_their_own_masks(tiny_profile):
+    """Each setting's map is another reference beside the study's: its own masks (seed tag), its
+    parameters in the store, rho(CA, map) and an agreement matrix over settings from the same code."""
+    from crossattn_saliency import sensitivity as sens
+
+    cfg, cond = tiny_profile
+    items = _nontrivial(pipeline.explain(cfg, cond, progress=False))
+    settings = ["study", "p0.2", "occlusion-mean", "levels-one"]
+    more = sens.explain_settings(cfg, cond, items, settings, progress=False)
+    assert {"SM_X@p0.2", "SM_X@occlusion-mean", "SM_X@levels-one", "SM_H@p0.2"} <= set(more[0].explanations)
+    assert "SM_H@occlusion-mean" not in more[0].explanations        # does not apply to the encoder output
+    p02 = more[0]["SM_X@p0.2"].provenance["params"]
+    assert p02["p_occlude"] == 0.2 and p02["seed"] != more[0]["SM_X"].provenance["params"]["seed"]
+    assert more[0]["SM_X@levels-one"].provenance["params"]["levels"] == [2500]
+    again = sens.explain_settings(cfg, cond, items, settings, progress=False)   # read back, not recomputed
+    np.testing.assert_array_equal(again[1]["SM_X@p0.2"].map(), more[1]["SM_X@p0.2"].map())
+    table = sens.sensitivity_table(cfg, cond, more, settings, base="SM_X")
+    assert list(table["setting"]) == settings and (table["perturbations"] == cfg.spes_perturbations).all()
+    assert (table["perturbations/s"] > 0).all() and table["rho"].between(-1, 1).all()
+    h = sens.sensitivity_table(cfg, cond, more, settings, base="SM_H")
+    assert list(h["setting"]) == ["study", "p0.2"]
+    agree = sens.agreement_matrix(cfg, cond, more, settings, base="SM_X")
+    assert list(agree.index) == settings and np.allclose(np.diag(agree.to_numpy()), 1.0)

@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
@@ -121,3 +122,29 @@ def test_word_boundaries_one_tier_per_source_under_the_spectrogram():
     fig = plots.plot_word_boundaries(feats, 100, words, title="clip")
     assert len(fig.axes) == 3 and fig.axes[0].get_title() == "clip"
     assert [t.get_text() for t in fig.axes[1].texts] == ["he", "was"] and fig.axes[2].get_ylabel() == "CA"
+
+
+def _sensitivity_rows():
+    rows = []
+    for c, shift in (("tiny", 0.0), ("base", 0.1)):
+        for s, rho in (("study", 0.3), ("p0.2", 0.4), ("levels-one", 0.2)):
+            rows.append({"condition": c, "reference": "SM_X", "setting": s, "rho": rho + shift, "rho lo": rho + shift - 0.05,
+                         "rho hi": rho + shift + 0.05, "rho disattenuated": np.nan, "dis lo": np.nan, "dis hi": np.nan,
+                         "seconds for 0.5": {"study": 100.0, "p0.2": 40.0, "levels-one": 200.0}[s]})
+    return pd.DataFrame(rows)
+
+
+def test_sensitivity_plots_one_marker_per_condition_and_setting():
+    df = _sensitivity_rows()
+    fig = plots.plot_sensitivity(df, "rho")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["study", "p0.2", "levels-one"]
+    assert len(ax.get_legend().get_texts()) == 2 and len(ax.lines) >= 2      # a dotted study line per condition
+    fig2 = plots.plot_sensitivity(df, "rho disattenuated")
+    assert any("not estimable" in t.get_text() for t in fig2.axes[0].texts)
+    m = pd.DataFrame([[1.0, 0.97, np.nan], [0.97, 1.0, 0.5], [np.nan, 0.5, 1.0]],
+                     index=["study", "p0.2", "levels-one"], columns=["study", "p0.2", "levels-one"])
+    fig3 = plots.plot_agreement_matrix(m)
+    assert sorted(t.get_text() for t in fig3.axes[0].texts) == sorted(["1.00", "0.97", "1.00", "0.97", "0.50",
+                                                                     "0.50", "1.00"])
+    plt.close("all")

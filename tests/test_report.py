@@ -163,3 +163,32 @@ def test_a_failed_disattenuation_check_moves_verdicts_to_raw_values(tmp_path):
     p = config.get_profile("smoke")
     text = report.report_markdown(p, fail.reset_index(), tmp_path, disattenuation_ok=False)
     assert "shown but not used for verdicts" in text and "raw (the disattenuation check" in text
+
+
+def test_sensitivity_section_sets_settings_beside_conditions_and_names_a_cheaper_equivalent():
+    from crossattn_saliency import report, tables
+    from crossattn_saliency.explanations import View
+
+    rows = [{"condition": "tiny", "reference": "SM_X", "setting": s, "rho": r, "rho disattenuated": d,
+             "seconds for 0.5": sec} for s, r, d, sec in (("study", 0.30, 0.60, 100.0), ("p0.2", 0.40, 0.62, 40.0),
+                                                          ("levels-one", 0.20, 0.50, 200.0))]
+    agreement = {"tiny": pd.DataFrame([[1.0, 0.97, 0.80], [0.97, 1.0, 0.7], [0.80, 0.7, 1.0]],
+                                      index=["study", "p0.2", "levels-one"], columns=["study", "p0.2", "levels-one"])}
+
+    def row(cond, view, rho, dis):
+        return tables.CorrelationRow(condition=cond, model="m", set="s", task="asr", kind="CA", view=view, n_layers=4,
+                                     target="SM_X", reducer="max2d", normalization="token_z", utterances=8, rho=rho,
+                                     rho_lo=np.nan, rho_hi=np.nan, rho_pooled=rho, spearman=rho, reliability=0.5,
+                                     ceiling=0.7, rho_disattenuated=dis, dis_lo=np.nan, dis_hi=np.nan, rho_null=0.0,
+                                     rho_corrected=rho, r_half=0.3, r_half_null=0.0)
+    corr = tables.CorrelationTable([row("tiny", View("all"), 0.30, 0.6), row("base", View("all"), 0.10, 0.2),
+                                    row("tiny", View("layer", layer=0), 0.05, 0.1),
+                                    row("tiny", View("layer", layer=3), 0.45, 0.9)])
+    text = report.sensitivity_section(pd.DataFrame(rows), agreement, corr)
+    assert "across 3 SPES settings raw +0.20 to +0.40 (spread 0.20), disattenuated +0.50 to +0.62 (spread 0.12)" in text
+    assert "across the 2 conditions of the study's setting raw +0.10 to +0.30 (spread 0.20)" in text
+    assert "across its 2 single layers raw +0.05 to +0.45 (spread 0.40)" in text
+    assert "agree with the study's at (disattenuated) p0.2 0.97, levels-one 0.80" in text
+    assert "agreeing at >= 0.95: p0.2." in text                    # cheaper (40 s < 100 s) and agrees
+    agreement["tiny"].loc["study", "p0.2"] = 0.90
+    assert "the study's settings stay the reference" in report.sensitivity_section(pd.DataFrame(rows), agreement, corr)

@@ -229,6 +229,12 @@ class Profile:
     validation_targets: tuple[str, ...] = ("SM_X", "SM_H")
     validation_factor: int = 10
     validation_repeats: int = 3
+    #: sensitivity of the reference (notebook 10): SPES settings (``sensitivity.SETTINGS`` names), the
+    #: first ``sensitivity_utterances`` explained utterances of each of ``sensitivity_conditions``
+    sensitivity_settings: tuple[str, ...] = ("study", "p0.1", "p0.2", "p0.3", "occlusion-mean", "occlusion-0",
+                                             "levels-one", "levels-coarser", "levels-finer", "score-prob-drop")
+    sensitivity_utterances: int = 3
+    sensitivity_conditions: tuple[str, ...] = ("whisper-tiny.en__en-real__asr", "whisper-base__en-real__asr")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -311,6 +317,9 @@ PROFILES: dict[str, Profile] = {
         validation_targets=("SM_H",),
         validation_factor=2,
         validation_repeats=2,
+        sensitivity_settings=("study", "p0.2", "occlusion-mean"),
+        sensitivity_utterances=1,
+        sensitivity_conditions=("whisper-tiny.en__en-real__asr",),
         gradient_steps=2,
         gradient_batch_size=4,
         # seconds per notebook: gradients on the encoder grid only (input-grid kinds are

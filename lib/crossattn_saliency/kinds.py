@@ -20,7 +20,7 @@ attribution magnitudes ``|a|`` (SPES's KL score is unsigned as well).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -169,15 +169,18 @@ SPES_KEEPS = "per-perturbation scores and units"
 
 def spes_record_params(profile: "Profile", grid: str, n_perturbations: int | None = None,
                        snapshots: tuple[int, ...] = (), utt_id: str | None = None,
-                       seed_tag: str = "") -> dict[str, Any]:
+                       seed_tag: str = "", settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The store parameters of a SPES record: the run's settings, its grid, dtype, snapshots and,
     for SM_X, the backend of its encoder passes. Every map draws its own masks: with ``utt_id`` the
     seed is the map's own, ``derive_seed(profile.seed, utt_id, grid[, seed_tag])`` (``seed_tag``
-    names independent repeats of the same map); without, the profile's seed is shown."""
+    names independent repeats of the same map); without, the profile's seed is shown.
+    ``settings`` replaces fields of the study's :class:`~.spes.SpesParams` (validated)."""
     from .backends import resolve
     from .config import derive_seed
 
     params = spes_params(profile, grid, n_perturbations)
+    if settings:
+        params = params.replace(**dict(settings))
     if utt_id is not None:
         params = params.replace(seed=derive_seed(profile.seed, utt_id, grid, *([seed_tag] if seed_tag else [])))
     out = {**params.to_dict(), "kind": grid, "dtype": profile.spes_dtype,
@@ -241,14 +244,16 @@ def backend_check(ctx: Context, utt: "Utterance", ws: Any) -> Any:
 
 def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int | None = None,
                 snapshots: tuple[int, ...] = (), section: str | None = None, progress: bool = False,
-                seed_tag: str = "") -> Any:
+                seed_tag: str = "", settings: Mapping[str, Any] | None = None) -> Any:
     """The :class:`~.saliency_result.SaliencyResult` of one utterance (SM_X for ``grid="input"``, else SM_H);
-    ``seed_tag`` draws an independent repeat (other masks) of the same map."""
+    ``seed_tag`` draws an independent repeat (other masks) of the same map; ``settings`` changes
+    SPES's own settings (:func:`spes_record_params`)."""
     from .saliency_result import SaliencyResult
     from .spes import SpesParams
 
     section = section or ("saliency_x" if grid == "input" else "saliency_h")
-    wanted = spes_record_params(ctx.profile, grid, n_perturbations, snapshots, utt_id=utt.utt_id, seed_tag=seed_tag)
+    wanted = spes_record_params(ctx.profile, grid, n_perturbations, snapshots, utt_id=utt.utt_id, seed_tag=seed_tag,
+                                settings=settings)
     params = SpesParams.from_dict({k: v for k, v in wanted.items()
                                    if k not in ("kind", "dtype", "snapshots", "keeps", "backend")})
 
@@ -260,7 +265,7 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
         ws = whisper_spes(ctx, utt)
         show = progress or to_terminal()
         pending = (_pending_siblings(ctx, utt, section, wanted)
-                   if grid == "input" and not snapshots and not seed_tag else [])
+                   if grid == "input" and not snapshots and not seed_tag and not settings else [])
         if pending:  # one encoder pass per mask for this condition and its siblings on the same audio
             hyps = [(utt.hyp.prompt_ids, utt.hyp.token_ids)] + [(h.prompt_ids, h.token_ids) for _, h in pending]
             res, *others = ws.input_shared(utt.features, utt.n_frames, hyps, params, progress=show)

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from .deletion import DeletionCurve
 from .reliability import reliability_at
 
-__all__ = ["plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve",
+__all__ = ["plot_sensitivity", "plot_agreement_matrix", "plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve",
            "plot_spectrogram", "plot_token_map", "plot_spectrogram_and_maps", "plot_head_grid",
            "plot_attention_summary", "plot_saliency_overlay", "plot_timing_errors", "plot_word_boundaries",
            "save_figure"]
@@ -466,3 +466,68 @@ def plot_word_boundaries(features: np.ndarray, n_frames: int,
         ax.set_xlim(0, n_frames * FRAME_SECONDS)
     axes[-1].set_xlabel("time (s)")
     return fig
+
+
+def plot_sensitivity(table: Any, value: str = "rho", ax: Axes | None = None, title: str | None = None) -> Figure:
+    """rho(CA, reference) under each SPES setting (``sensitivity.sensitivity_table`` rows of one or
+    more conditions): ``value`` (``"rho"`` raw or ``"rho disattenuated"``) with its 95% interval
+    where there is one, one marker per condition; the study's setting first, dotted line at its value."""
+    import pandas as pd
+
+    df = pd.DataFrame(table)
+    lo, hi = ("rho lo", "rho hi") if value == "rho" else ("dis lo", "dis hi")
+    settings = list(dict.fromkeys(df["setting"]))
+    conds = list(dict.fromkeys(df["condition"]))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(settings) + 2), 3.6), constrained_layout=True)
+    else:
+        fig = ax.figure
+    width = 0.6 / max(1, len(conds))
+    for k, c in enumerate(conds):
+        sub = df[df["condition"] == c].set_index("setting")
+        x = np.array([settings.index(s) for s in sub.index]) + (k - (len(conds) - 1) / 2) * width
+        y = sub[value].to_numpy(dtype=float)
+        err = np.vstack([y - sub[lo].to_numpy(dtype=float), sub[hi].to_numpy(dtype=float) - y])
+        line = ax.errorbar(x, y, yerr=np.where(np.isfinite(err), err, 0), fmt="o", capsize=3, label=c)
+        if "study" in sub.index:
+            ax.axhline(float(sub.loc["study", value]), ls=":", lw=1, color=line[0].get_color())
+    if not np.isfinite(df[value].to_numpy(dtype=float)).any():
+        ax.text(0.5, 0.5, "not estimable\n(references below the reliability floor)", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9, color="grey")
+    ax.set_xticks(range(len(settings)))
+    ax.set_xticklabels(settings, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel(f"{value}(CA all layers, reference)")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.legend(frameon=False, fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def plot_agreement_matrix(matrix: Any, ax: Axes | None = None, title: str | None = None) -> Figure:
+    """Settings x settings agreement of SPES maps (``sensitivity.agreement_matrix``), numbers
+    printed in the cells; blank: not estimable (a map below the reliability floor)."""
+    import pandas as pd
+
+    df = pd.DataFrame(matrix)
+    values = df.to_numpy(dtype=float)
+    if ax is None:
+        side = 0.55 * len(df) + 2
+        fig, ax = plt.subplots(figsize=(side + 1, side), constrained_layout=True)
+    else:
+        fig = ax.figure
+    im = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis")
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if values[i, j] < 0.6 else "black")
+    ax.set_xticks(range(len(df.columns)))
+    ax.set_xticklabels(df.columns, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(df.index)))
+    ax.set_yticklabels(df.index, fontsize=8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="disattenuated agreement")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+

@@ -400,6 +400,64 @@ def downstream_section(timing: Any, disagreement: Any, selection: Mapping[str, M
     return "\n".join(lines)
 
 
+def sensitivity_section(table: Any, agreement: Mapping[str, Any], corr: Any, kind: str = "CA",
+                        min_agreement: float = 0.95) -> str:
+    """The "sensitivity of the reference" section of REPORT.md, from notebook 10's numbers:
+    per condition and reference, how far rho(``kind`` all layers, reference) moves across SPES's
+    own settings (raw and disattenuated), set beside how far it moves across the profile's
+    conditions (models, sets, tasks) and across single layers (``corr``: the main
+    :class:`~.tables.CorrelationTable`), and the settings that agree with the study's at >=
+    ``min_agreement`` (disattenuated) at a lower cost for the same reliability."""
+    import pandas as pd
+
+    from .explanations import View
+
+    df = pd.DataFrame(table)
+    lines = [f"rho({kind} all layers, reference) with the reference computed under other SPES settings, one "
+             "changed at a time (independent masks, the profile's budget); disattenuated values divide by the "
+             "map's own null-corrected reliability."]
+
+    def span(values: Any) -> str:
+        v = np.asarray(values, dtype=float)
+        v = v[np.isfinite(v)]
+        return f"{v.min():+.2f} to {v.max():+.2f} (spread {v.max() - v.min():.2f})" if len(v) else "not estimable"
+
+    for (cond, ref), g in df.groupby(["condition", "reference"], sort=False):
+        parts = [f"across {len(g)} SPES settings raw {span(g['rho'])}, disattenuated {span(g['rho disattenuated'])}"]
+        rows = corr.select(kind=kind, target=ref) if corr is not None else []
+        across = [r for r in rows if r.view == View("all")]
+        if len(across) > 1:
+            parts.append(f"across the {len(across)} conditions of the study's setting raw "
+                         f"{span([r.rho for r in across])}, disattenuated {span([r.rho_disattenuated for r in across])}")
+        layers = [r for r in rows if r.condition == cond and r.view is not None and r.view.kind == "layer"]
+        if layers:
+            parts.append(f"across its {len(layers)} single layers raw {span([r.rho for r in layers])}")
+        lines.append(f"- **{cond}, {ref}**: " + "; ".join(parts) + ".")
+    for cond, m in agreement.items():
+        m = pd.DataFrame(m)
+        if "study" not in m.index:
+            continue
+        sub = df[(df["condition"] == cond) & (df["reference"] == "SM_X")].set_index("setting")
+        col = [c for c in sub.columns if c.startswith("seconds for ")]
+        study_cost = float(sub.loc["study", col[0]]) if col and "study" in sub.index else float("nan")
+        cheaper = [s for s in m.columns if s != "study" and np.isfinite(m.loc["study", s])
+                   and m.loc["study", s] >= min_agreement and s in sub.index and col
+                   and float(sub.loc[s, col[0]]) < study_cost]
+        agree = ", ".join(f"{s} {m.loc['study', s]:.2f}" for s in m.columns if s != "study"
+                          and np.isfinite(m.loc["study", s]))
+        if not agree:
+            lines.append(f"- {cond}: no agreement between the study's SM_X maps and another setting's is estimable "
+                         "(a map below the reliability floor): no cheaper equivalent can be named at this budget.")
+            continue
+        lines.append(f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated) {agree}. "
+                     + (f"Cheaper for the same reliability and agreeing at >= {min_agreement}: {', '.join(cheaper)}."
+                        if cheaper else f"No setting agrees at >= {min_agreement} at a lower cost: the study's "
+                                        "settings stay the reference."))
+    lines += ["", "Tables: `tables/sensitivity.md`, `tables/sensitivity_agreement_*.md`; figures: "
+              "`figures/sensitivity.png`, `figures/sensitivity_agreement_*.png`."]
+    return "\n".join(lines)
+
+
 def report_markdown(profile: Any, claims: Any, tables: str | Path, disattenuation_ok: bool | None = None) -> str:
     """``REPORT.md``: how the results were made, the claims table, and the main tables;
     ``disattenuation_ok``: the outcome of notebook 05's check (``None``: not run)."""
