@@ -25,13 +25,18 @@ def _check_timings(audio: np.ndarray, words: list[tuple[str, float, float]]) -> 
     assert _rms(before) < 0.1 * _rms(inside)
 
 
+def _engine(cls):
+    """A TTS engine, or a skip naming what is not installed."""
+    try:
+        return cls()
+    except DataError as exc:
+        pytest.skip(str(exc))
+
+
 def test_festival_says_when_it_spoke_each_word():
     from crossattn_saliency.data.tts import FestivalTTS
 
-    try:
-        tts = FestivalTTS()
-    except DataError as exc:
-        pytest.skip(str(exc))
+    tts = _engine(FestivalTTS)
     text = "Ciao, come stai? Ho 3 pesci."
     audio, words = tts.timed(text)
     assert np.array_equal(audio, tts(text))                     # the very samples the set stores
@@ -46,10 +51,7 @@ def test_piper_says_when_it_spoke_each_word():
     pytest.importorskip("onnx")
     from crossattn_saliency.data.tts import PiperTTS
 
-    try:
-        tts = PiperTTS()
-    except DataError as exc:
-        pytest.skip(str(exc))
+    tts = _engine(PiperTTS)
     text = "Hello there, I have 25 fish. Bye now!"
     audio, words = tts.timed(text)
     assert np.array_equal(audio, tts(text))
@@ -65,10 +67,7 @@ def test_piper_says_when_it_spoke_each_word():
 def test_spoken_alignment_refuses_audio_it_does_not_describe():
     from crossattn_saliency.data.tts import FestivalTTS
 
-    try:
-        tts = FestivalTTS()
-    except DataError as exc:
-        pytest.skip(str(exc))
+    tts = _engine(FestivalTTS)
     row = {"id": "x", "synthetic": True, "speaker": "festival:lp_diphone", "transcript": "Ciao."}
     row["audio"] = tts(row["transcript"])
     assert [w for w, _, _ in alignment.spoken_alignment(row)] == ["ciao"]
