@@ -135,9 +135,20 @@ def test_correlation_mixing_deletion_and_report_loop_over_the_registry(tiny_prof
     assert all(g["faithful"] == "not testable at this size" for g in dels.gaps(n_bootstrap=50))
     for r in dels.records:
         assert r.wer[0] == 0.0 and r.percents[0] == 0.0     # reference = the intact decode, same settings
-    table = report.kinds_table(corr, dels, pipeline.explanation_costs(cfg, {cond.name: items}))
+    costs = pipeline.explanation_costs(cfg, {cond.name: items})
+    table = report.kinds_table(corr, dels, costs)
     assert set(table["kind"]) == set(KINDS) - {"SM_X", "SM_H"}
     assert (table["seconds per utterance"] > 0).all()
+    # a SPES run shared by two conditions (ASR and ST of one clip) is charged half its time in each
+    assert (costs["shared by"] == 1).all()
+    info = items[0].explanations["SM_X"].provenance["info"]
+    info["shared_by"] = 2
+    halved = pipeline.explanation_costs(cfg, {cond.name: items})
+    pick = (halved["utterance"] == items[0].utt.utt_id) & (halved["kind"] == "SM_X")
+    assert halved.loc[pick, "shared by"].item() == 2
+    assert halved.loc[pick, "seconds"].item() == pytest.approx(costs.loc[pick, "seconds"].item() / 2)
+    assert halved.loc[~pick, "seconds"].tolist() == pytest.approx(costs.loc[~pick, "seconds"].tolist())
+    del info["shared_by"]
 
 
 def test_a_kind_registered_on_the_fly_reaches_every_table(tiny_profile):
@@ -318,9 +329,14 @@ def test_spes_settings_become_reference_kinds_with_their_own_masks(tiny_profile)
 
     cfg, cond = tiny_profile
     items = _nontrivial(pipeline.explain(cfg, cond, progress=False))
-    settings = ["study", "p0.2", "occlusion-mean", "levels-one"]
+    settings = ["study", "repeat", "p0.2", "occlusion-mean", "levels-one"]
     more = sens.explain_settings(cfg, cond, items, settings, progress=False)
     assert {"SM_X@p0.2", "SM_X@occlusion-mean", "SM_X@levels-one", "SM_H@p0.2"} <= set(more[0].explanations)
+    # the study's setting again: the same parameters, other masks
+    rep, study = more[0]["SM_H@repeat"].provenance["params"], more[0]["SM_H"].provenance["params"]
+    assert rep["seed"] != study["seed"] and {k: v for k, v in rep.items() if k != "seed"} == \
+        {k: v for k, v in study.items() if k != "seed"}
+    assert not np.array_equal(more[0]["SM_H@repeat"].map(), more[0]["SM_H"].map())
     assert "SM_H@occlusion-mean" not in more[0].explanations        # does not apply to the encoder output
     p02 = more[0]["SM_X@p0.2"].provenance["params"]
     assert p02["p_occlude"] == 0.2 and p02["seed"] != more[0]["SM_X"].provenance["params"]["seed"]
@@ -331,6 +347,6 @@ def test_spes_settings_become_reference_kinds_with_their_own_masks(tiny_profile)
     assert list(table["setting"]) == settings and (table["perturbations"] == cfg.spes_perturbations).all()
     assert (table["perturbations/s"] > 0).all() and table["rho"].between(-1, 1).all()
     h = sens.sensitivity_table(cfg, cond, more, settings, base="SM_H")
-    assert list(h["setting"]) == ["study", "p0.2"]
+    assert list(h["setting"]) == ["study", "repeat", "p0.2"]
     agree = sens.agreement_matrix(cfg, cond, more, settings, base="SM_X")
     assert list(agree.index) == settings and np.allclose(np.diag(agree.to_numpy()), 1.0)

@@ -192,3 +192,18 @@ def test_sensitivity_section_sets_settings_beside_conditions_and_names_a_cheaper
     assert "agreeing at >= 0.95: p0.2." in text                    # cheaper (40 s < 100 s) and agrees
     agreement["tiny"].loc["study", "p0.2"] = 0.90
     assert "the study's settings stay the reference" in report.sensitivity_section(pd.DataFrame(rows), agreement, corr)
+    # the study's setting again with other masks: a yardstick beside the settings, not one of them, and the
+    # study's cost as timed in the same run (here slower than p0.2's: p0.2 is cheaper only against the repeat)
+    rows = [r for r in rows if r["setting"] != "levels-one"] + [
+        {"condition": "tiny", "reference": "SM_X", "setting": "repeat", "rho": 0.32, "rho disattenuated": 0.58,
+         "seconds for 0.5": 50.0}]
+    rows[0]["seconds for 0.5"] = 30.0                           # the study's maps, timed in another run
+    names = ["study", "p0.2", "repeat"]
+    agreement = {"tiny": pd.DataFrame([[1.0, 0.96, 0.98], [0.96, 1.0, 0.95], [0.98, 0.95, 1.0]],
+                                      index=names, columns=names)}
+    text = report.sensitivity_section(pd.DataFrame(rows), agreement, corr)
+    assert "across 2 SPES settings raw +0.30 to +0.40" in text
+    assert "the study's setting again with other masks raw +0.32 vs +0.30, disattenuated +0.58 vs +0.60" in text
+    assert "agree with the study's at (disattenuated) p0.2 0.96. The study's setting with other masks agrees " \
+           "with it at 0.98" in text
+    assert "(the study's cost timed by its repeat) and agreeing at >= 0.95: p0.2." in text

@@ -231,9 +231,13 @@ class Profile:
     validation_repeats: int = 3
     #: sensitivity of the reference (notebook 10): SPES settings (``sensitivity.SETTINGS`` names), the
     #: first ``sensitivity_utterances`` explained utterances of each of ``sensitivity_conditions``
-    sensitivity_settings: tuple[str, ...] = ("study", "p0.1", "p0.2", "p0.3", "occlusion-mean", "occlusion-0",
-                                             "levels-one", "levels-coarser", "levels-finer", "score-prob-drop")
-    sensitivity_utterances: int = 3
+    #: (default: the same en-real utterance for both models; the ten other settings of one utterance
+    #: take ~20 min for tiny.en and ~45 min for base on a 2-core CPU; widen it where compute allows,
+    #: e.g. ``--set sensitivity_utterances=3``)
+    sensitivity_settings: tuple[str, ...] = ("study", "repeat", "p0.1", "p0.2", "p0.3", "occlusion-mean",
+                                             "occlusion-0", "levels-one", "levels-coarser", "levels-finer",
+                                             "score-prob-drop")
+    sensitivity_utterances: int = 1
     sensitivity_conditions: tuple[str, ...] = ("whisper-tiny.en__en-real__asr", "whisper-base__en-real__asr")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -317,7 +321,7 @@ PROFILES: dict[str, Profile] = {
         validation_targets=("SM_H",),
         validation_factor=2,
         validation_repeats=2,
-        sensitivity_settings=("study", "p0.2", "occlusion-mean"),
+        sensitivity_settings=("study", "repeat", "p0.2", "occlusion-mean"),
         sensitivity_utterances=1,
         sensitivity_conditions=("whisper-tiny.en__en-real__asr",),
         gradient_steps=2,

@@ -661,8 +661,11 @@ def explanation_costs(profile: Profile, items: dict[str, list[Explained]]) -> An
 
     SPES and gradient maps report the time their computation took (stored with the
     map); attention kinds are cheap (one teacher-forced pass) and are timed here by
-    extracting them again. Columns: ``condition``, ``utterance``, ``kind``,
-    ``seconds``, ``audio seconds``, ``tokens``, ``device``, ``dtype``, ``backend`` (SM_X's encoder passes).
+    extracting them again. A SPES run shared by ``k`` conditions of the same audio (ASR and ST
+    of one clip: each mask encoded once, decoded once per condition) is charged ``1/k`` of its
+    time in each, so summing ``seconds`` over conditions gives the compute spent. Columns:
+    ``condition``, ``utterance``, ``kind``, ``seconds``, ``shared by`` (conditions sharing the
+    run, 1 if none), ``audio seconds``, ``tokens``, ``device``, ``dtype``, ``backend`` (SM_X's encoder passes).
     """
     import time
 
@@ -691,7 +694,9 @@ def explanation_costs(profile: Profile, items: dict[str, list[Explained]]) -> An
                                                timed)["seconds"]
                 else:
                     sec = float("nan")
-                rows.append({"condition": name, "utterance": it.utt.utt_id, "kind": kind, "seconds": sec,
+                shared = int(info.get("shared_by", 1))
+                rows.append({"condition": name, "utterance": it.utt.utt_id, "kind": kind, "seconds": sec / shared,
+                             "shared by": shared,
                              "audio seconds": it.utt.n_frames / 100, "tokens": e.n_tokens,
                              "device": info.get("device", profile.device), "dtype": params.get("dtype", ""),
                              "backend": params.get("backend", "")})

@@ -422,8 +422,17 @@ def sensitivity_section(table: Any, agreement: Mapping[str, Any], corr: Any, kin
         v = v[np.isfinite(v)]
         return f"{v.min():+.2f} to {v.max():+.2f} (spread {v.max() - v.min():.2f})" if len(v) else "not estimable"
 
+    from .sensitivity import REPEAT
+
     for (cond, ref), g in df.groupby(["condition", "reference"], sort=False):
+        rep = g[g["setting"] == REPEAT]
+        g = g[g["setting"] != REPEAT]
         parts = [f"across {len(g)} SPES settings raw {span(g['rho'])}, disattenuated {span(g['rho disattenuated'])}"]
+        if len(rep) and "study" in set(g["setting"]):
+            st = g[g["setting"] == "study"].iloc[0]
+            parts.append(f"the study's setting again with other masks raw {float(rep['rho'].iloc[0]):+.2f} vs "
+                         f"{float(st['rho']):+.2f}, disattenuated {float(rep['rho disattenuated'].iloc[0]):+.2f} vs "
+                         f"{float(st['rho disattenuated']):+.2f} (sampling noise alone)")
         rows = corr.select(kind=kind, target=ref) if corr is not None else []
         across = [r for r in rows if r.view == View("all")]
         if len(across) > 1:
@@ -439,18 +448,29 @@ def sensitivity_section(table: Any, agreement: Mapping[str, Any], corr: Any, kin
             continue
         sub = df[(df["condition"] == cond) & (df["reference"] == "SM_X")].set_index("setting")
         col = [c for c in sub.columns if c.startswith("seconds for ")]
-        study_cost = float(sub.loc["study", col[0]]) if col and "study" in sub.index else float("nan")
-        cheaper = [s for s in m.columns if s != "study" and np.isfinite(m.loc["study", s])
+        # the study's cost as timed beside the others (its repeat) where there is one
+        timed = REPEAT if REPEAT in sub.index else "study"
+        study_cost = float(sub.loc[timed, col[0]]) if col and timed in sub.index else float("nan")
+        others = [s for s in m.columns if s not in ("study", REPEAT)]
+        cheaper = [s for s in others if np.isfinite(m.loc["study", s])
                    and m.loc["study", s] >= min_agreement and s in sub.index and col
                    and float(sub.loc[s, col[0]]) < study_cost]
-        agree = ", ".join(f"{s} {m.loc['study', s]:.2f}" for s in m.columns if s != "study"
-                          and np.isfinite(m.loc["study", s]))
+        agree = ", ".join(f"{s} {m.loc['study', s]:.2f}" for s in others if np.isfinite(m.loc["study", s]))
         if not agree:
             lines.append(f"- {cond}: no agreement between the study's SM_X maps and another setting's is estimable "
                          "(a map below the reliability floor): no cheaper equivalent can be named at this budget.")
             continue
-        lines.append(f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated) {agree}. "
-                     + (f"Cheaper for the same reliability and agreeing at >= {min_agreement}: {', '.join(cheaper)}."
+        itself = ""
+        if REPEAT in m.columns:
+            v = m.loc["study", REPEAT]
+            itself = (f" The study's setting with other masks agrees with it at {v:.2f}: what 'the same map' "
+                      "reaches at this number of utterances." if np.isfinite(v) else
+                      " The study's setting with other masks: agreement not estimable.")
+        lines.append(f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated) {agree}."
+                     + itself + " "
+                     + (f"Cheaper for the same reliability (the study's cost timed "
+                        f"{'by its repeat' if timed == REPEAT else 'in notebook 04'}) and agreeing at >= "
+                        f"{min_agreement}: {', '.join(cheaper)}."
                         if cheaper else f"No setting agrees at >= {min_agreement} at a lower cost: the study's "
                                         "settings stay the reference."))
     lines += ["", "Tables: `tables/sensitivity.md`, `tables/sensitivity_agreement_*.md`; figures: "

@@ -20,15 +20,19 @@ from . import kinds, pipeline, reliability
 from .config import Condition, Profile
 from .explanations import View
 
-__all__ = ["SETTINGS", "STUDY", "setting_overrides", "kind_name", "explain_settings", "sensitivity_table",
+__all__ = ["SETTINGS", "STUDY", "REPEAT", "setting_overrides", "kind_name", "explain_settings", "sensitivity_table",
            "agreement_matrix"]
 
 #: the study's settings (the maps of notebook 04)
 STUDY = "study"
+#: the study's settings again, with independent masks and timed beside the other settings: the size
+#: of a change that is only sampling noise (in rho and in the agreement matrix), and the study's cost
+#: measured in the same run as the others' (the maps of notebook 04 were timed in another run)
+REPEAT = "repeat"
 
 #: one-at-a-time changes of SPES's settings, by name: ``SpesParams`` fields replaced
 SETTINGS: Mapping[str, Mapping[str, Any]] = {
-    STUDY: {},
+    STUDY: {}, REPEAT: {},
     "p0.1": {"p_occlude": 0.1}, "p0.2": {"p_occlude": 0.2}, "p0.3": {"p_occlude": 0.3},
     "occlusion-mean": {"occlusion": "mean"}, "occlusion-0": {"occlusion": 0.0},
     "levels-one": {"levels": (2500,)}, "levels-coarser": {"levels": (1000, 1250, 1500)},
