@@ -207,3 +207,7 @@ def test_sensitivity_section_sets_settings_beside_conditions_and_names_a_cheaper
     assert "agree with the study's at (disattenuated) p0.2 0.96. The study's setting with other masks agrees " \
            "with it at 0.98" in text
     assert "(the study's cost timed by its repeat) and agreeing at >= 0.95: p0.2." in text
+    # too few utterances for an interval on the agreement: nothing is named
+    few = [{**r, "utterances": 1} for r in rows]
+    text = report.sensitivity_section(pd.DataFrame(few), agreement, corr, min_utterances=8)
+    assert "not testable at this size (1 utterance(s))" in text and "agreeing at >= 0.95: p0.2" not in text

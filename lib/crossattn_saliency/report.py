@@ -401,13 +401,15 @@ def downstream_section(timing: Any, disagreement: Any, selection: Mapping[str, M
 
 
 def sensitivity_section(table: Any, agreement: Mapping[str, Any], corr: Any, kind: str = "CA",
-                        min_agreement: float = 0.95) -> str:
+                        min_agreement: float = 0.95, min_utterances: int = 8) -> str:
     """The "sensitivity of the reference" section of REPORT.md, from notebook 10's numbers:
     per condition and reference, how far rho(``kind`` all layers, reference) moves across SPES's
     own settings (raw and disattenuated), set beside how far it moves across the profile's
     conditions (models, sets, tasks) and across single layers (``corr``: the main
     :class:`~.tables.CorrelationTable`), and the settings that agree with the study's at >=
-    ``min_agreement`` (disattenuated) at a lower cost for the same reliability."""
+    ``min_agreement`` (disattenuated) at a lower cost for the same reliability; with fewer than
+    ``min_utterances`` utterances (the table's ``utterances`` column) no setting is named: the
+    agreement has no interval there, and the test is "not testable at this size"."""
     import pandas as pd
 
     from .explanations import View
@@ -466,6 +468,12 @@ def sensitivity_section(table: Any, agreement: Mapping[str, Any], corr: Any, kin
             itself = (f" The study's setting with other masks agrees with it at {v:.2f}: what 'the same map' "
                       "reaches at this number of utterances." if np.isfinite(v) else
                       " The study's setting with other masks: agreement not estimable.")
+        n = int(sub["utterances"].min()) if "utterances" in sub.columns and len(sub) else None
+        if n is not None and n < min_utterances:
+            lines.append(f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated) {agree}."
+                         + itself + f" A cheaper equivalent needs the agreement's interval, from {min_utterances} "
+                         f"utterances on: not testable at this size ({n} utterance(s)).")
+            continue
         lines.append(f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated) {agree}."
                      + itself + " "
                      + (f"Cheaper for the same reliability (the study's cost timed "
