@@ -107,3 +107,27 @@ def test_progress_bars_go_to_the_terminal_behind_a_kernel(monkeypatch, capfd):
     assert "SPES SM_X" in err and "3/3" in err and "pert/s" in err
     monkeypatch.delenv(progress.ENV)
     assert not progress.to_terminal()
+
+
+def test_executed_notebooks_name_no_machine_paths(tmp_path):
+    """A warning printed by a cell names the file it comes from; the tidied record keeps the path
+    relative to the repository (or to the home folder), never the machine's absolute path."""
+    import os
+
+    import nbformat
+
+    root = config.repo_root()
+    home = os.path.expanduser("~")
+    warning = (f"{root}/.venv/lib/python3.11/site-packages/transformers/x.py:1: FutureWarning: old\n"
+               f"{home}/.cache/crossattn-saliency/models/m.bin read\n")
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=warning)]
+    nb.cells = [cell]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    run_notebook._tidy(path)
+    text = nbformat.read(str(path), as_version=4).cells[0].outputs[0]["text"]
+    assert ".venv/lib/python3.11/site-packages/transformers/x.py:1: FutureWarning" in text
+    assert "~/.cache/crossattn-saliency/models/m.bin" in text or str(root) in home
+    assert str(root) + "/" not in text and (home + "/" not in text or home == "/")

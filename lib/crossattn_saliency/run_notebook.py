@@ -89,7 +89,20 @@ def _tidy(path: Path) -> None:
             cell.metadata.get("papermill", {}).pop(key, None)
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if not _is_progress(o)]
+            for o in cell.outputs:  # warnings name the files they come from: no machine paths in the record
+                if o.get("output_type") == "stream":
+                    o["text"] = _relative_paths(o.get("text", ""), root)
     nbformat.write(nb, str(path))
+
+
+def _relative_paths(text: str, root: Path) -> str:
+    """``text`` with the repository root and the home folder left out of the paths it names
+    (``<root>/.venv/lib/...`` -> ``.venv/lib/...``, ``<home>/.cache/...`` -> ``~/.cache/...``)."""
+    import os
+
+    text = text.replace(str(root) + os.sep, "")
+    home = os.path.expanduser("~")
+    return text.replace(home + os.sep, "~" + os.sep) if home not in ("", os.sep) else text
 
 
 def main(argv: list[str] | None = None) -> None:
