@@ -232,7 +232,7 @@ class Profile:
     #: sensitivity of the reference (notebook 10): SPES settings (``sensitivity.SETTINGS`` names), the
     #: first ``sensitivity_utterances`` explained utterances of each of ``sensitivity_conditions``
     #: (default: the same en-real utterance for both models; the ten other settings of one utterance
-    #: take ~20 min for tiny.en and ~45 min for base on a 2-core CPU; widen it where compute allows,
+    #: take ~20 min for tiny.en and ~40 min for base on a 2-core CPU; widen it where compute allows,
     #: e.g. ``--set sensitivity_utterances=3``)
     sensitivity_settings: tuple[str, ...] = ("study", "repeat", "p0.1", "p0.2", "p0.3", "occlusion-mean",
                                              "occlusion-0", "levels-one", "levels-coarser", "levels-finer",

@@ -656,6 +656,21 @@ def reducer_comparison(profile: Profile, cond: Condition, items: list[Explained]
     return out
 
 
+def recorded_seconds(e: Any) -> float:
+    """Seconds the computation of a stored map took, as recorded with it, charged to its own
+    condition: a SPES map's reference pass + perturbation loop, a gradient map's ``seconds``;
+    a run shared by ``k`` conditions of one clip (``shared_by``) counts ``1/k`` of its time.
+    NaN where nothing was recorded (attention kinds)."""
+    info = e.provenance.get("info", {}) or {}
+    if "loop_s" in info:
+        sec = float(info.get("setup_s", 0.0)) + float(info["loop_s"])
+    elif "seconds" in info:
+        sec = float(info["seconds"])
+    else:
+        return float("nan")
+    return sec / int(info.get("shared_by", 1))
+
+
 def explanation_costs(profile: Profile, items: dict[str, list[Explained]]) -> Any:
     """Measured cost of every explanation kind per utterance (``pandas.DataFrame``).
 
@@ -679,11 +694,8 @@ def explanation_costs(profile: Profile, items: dict[str, list[Explained]]) -> An
             for kind, e in it.explanations.items():
                 info = e.provenance.get("info", {})
                 params = e.provenance.get("params", {}) or {}
-                if "loop_s" in info:  # SPES: reference pass + perturbation loop
-                    sec = float(info.get("setup_s", 0.0)) + float(info["loop_s"])
-                elif "seconds" in info:
-                    sec = float(info["seconds"])
-                elif e.layered:  # timed once by extracting again, and stored (a rerun changes no table)
+                sec = recorded_seconds(e)
+                if np.isnan(sec) and e.layered:  # timed once by extracting again, and stored (a rerun changes no table)
                     def timed(kind: str = kind, it: Explained = it) -> dict[str, Any]:
                         scratch = kinds.Context(profile, cond, ResultStore(_scratch()), ctx.load_model)
                         t0 = time.perf_counter()
@@ -692,11 +704,8 @@ def explanation_costs(profile: Profile, items: dict[str, list[Explained]]) -> An
                     sec = ctx.store.fetch_json("timings", f"{kind}/{ctx.key(it.utt)}",
                                                {**kinds.get(kind).params(profile), "device": profile.device},
                                                timed)["seconds"]
-                else:
-                    sec = float("nan")
-                shared = int(info.get("shared_by", 1))
-                rows.append({"condition": name, "utterance": it.utt.utt_id, "kind": kind, "seconds": sec / shared,
-                             "shared by": shared,
+                rows.append({"condition": name, "utterance": it.utt.utt_id, "kind": kind, "seconds": sec,
+                             "shared by": int(info.get("shared_by", 1)),
                              "audio seconds": it.utt.n_frames / 100, "tokens": e.n_tokens,
                              "device": info.get("device", profile.device), "dtype": params.get("dtype", ""),
                              "backend": params.get("backend", "")})

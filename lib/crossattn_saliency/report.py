@@ -468,14 +468,13 @@ def sensitivity_section(table: Any, agreement: Mapping[str, Any], corr: Any, kin
             itself = (f" The study's setting with other masks agrees with it at {v:.2f}: what 'the same map' "
                       "reaches at this number of utterances." if np.isfinite(v) else
                       " The study's setting with other masks: agreement not estimable.")
+        head = f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated) {agree}." + itself
         n = int(sub["utterances"].min()) if "utterances" in sub.columns and len(sub) else None
         if n is not None and n < min_utterances:
-            lines.append(f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated) {agree}."
-                         + itself + f" A cheaper equivalent needs the agreement's interval, from {min_utterances} "
+            lines.append(head + f" A cheaper equivalent needs the agreement's interval, from {min_utterances} "
                          f"utterances on: not testable at this size ({n} utterance(s)).")
             continue
-        lines.append(f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated) {agree}."
-                     + itself + " "
+        lines.append(head + " "
                      + (f"Cheaper for the same reliability (the study's cost timed "
                         f"{'by its repeat' if timed == REPEAT else 'in notebook 04'}) and agreeing at >= "
                         f"{min_agreement}: {', '.join(cheaper)}."

@@ -102,11 +102,6 @@ def explain_settings(profile: Profile, cond: Condition, items: list[pipeline.Exp
     return [pipeline.Explained(it.utt, {**it.explanations, **extra[it.utt.utt_id]}) for it in items]
 
 
-def _seconds(e: Any) -> float:
-    info = e.provenance.get("info", {}) or {}
-    return float(info.get("setup_s", 0.0)) + float(info.get("loop_s", np.nan))
-
-
 def sensitivity_table(profile: Profile, cond: Condition, items: list[pipeline.Explained], settings: Sequence[str],
                       base: str = "SM_X", kind: str = "CA", view: View = View("all"),
                       target_reliability: float = 0.5) -> Any:
@@ -128,7 +123,7 @@ def sensitivity_table(profile: Profile, cond: Condition, items: list[pipeline.Ex
         r = corr.get(cond.name, kind, name, view)
         maps = [it[name] for it in items]
         n_pert = int(maps[0].provenance.get("n_perturbations") or 0)
-        secs = np.array([_seconds(e) for e in maps])
+        secs = np.array([pipeline.recorded_seconds(e) for e in maps])
         rate = n_pert / float(np.nanmedian(secs)) if n_pert and np.isfinite(np.nanmedian(secs)) else float("nan")
         rel_u = reliability.corrected_reliability(np.asarray(r.r_half_per_utterance),
                                                   np.asarray(r.r_half_null_per_utterance))
