@@ -34,6 +34,7 @@ OUTPUTS = {
     "09": ["tables/timestamps.csv", "tables/reference_disagreement.csv", "tables/alignment_heads.csv",
            "figures/timestamp_errors.png", f"figures/word_boundaries_{FIRST}.png", "REPORT.md"],
     "10": ["tables/sensitivity.csv", f"tables/sensitivity_agreement_{SMOKE.sensitivity_conditions[0]}.csv",
+           "tables/sensitivity_agreement_intervals.csv",
            "figures/sensitivity.png", f"figures/sensitivity_agreement_{SMOKE.sensitivity_conditions[0]}.png",
            "REPORT.md"],
 }
@@ -77,6 +78,8 @@ def test_notebook_writes_what_it_promises(number, tmp_path):
         assert "## Sensitivity of the reference" in (base / "REPORT.md").read_text()
         sens = pd.read_csv(base / "tables/sensitivity.csv")
         assert list(sens[sens["reference"] == "SM_X"]["setting"]) == list(SMOKE.sensitivity_settings)
+        iv = pd.read_csv(base / "tables/sensitivity_agreement_intervals.csv")
+        assert set(iv["reference"]) == {"SM_X", "SM_H"} and set(iv["setting"]) == {"study"}
     if number == "08":
         report = (base / "REPORT.md").read_text()
         assert all(f"{k.name}: {k.title}" in report for k in kinds.selected(SMOKE))

@@ -350,3 +350,17 @@ def test_spes_settings_become_reference_kinds_with_their_own_masks(tiny_profile)
     assert list(h["setting"]) == ["study", "repeat", "p0.2"]
     agree = sens.agreement_matrix(cfg, cond, more, settings, base="SM_X")
     assert list(agree.index) == settings and np.allclose(np.diag(agree.to_numpy()), 1.0)
+    # fewer utterances than min_utterances: intervals over the tokens of these utterances
+    assert len(more) < cfg.min_utterances and set(table["interval"]) == {f"tokens of {len(more)} utterance(s)"}
+    assert ((table["rho lo"] <= table["rho"]) & (table["rho"] <= table["rho hi"])).all()   # raw: always estimable
+    ok = table.dropna(subset=["rho disattenuated"])          # a random model's maps may sit below the floor
+    assert (ok["dis lo"] <= ok["rho disattenuated"]).all() and (ok["rho disattenuated"] <= ok["dis hi"]).all()
+    iv = sens.agreement_intervals(cfg, cond, more, settings, base="SM_X", progress=False)
+    assert list(iv["with"]) == settings[1:] and set(iv["setting"]) == {"study"}
+    for _, r in iv.iterrows():                                     # unit weights: the matrix's value
+        assert r["agreement"] == pytest.approx(agree.loc["study", r["with"]], nan_ok=True, abs=1e-5)
+    est = iv.dropna(subset=["agreement", "lo"])
+    assert ((est["lo"] <= est["agreement"]) & (est["agreement"] <= est["hi"])).all()
+    rel = iv[iv["with"] != "repeat"].dropna(subset=["relative"])   # divided by the study's agreement with its repeat
+    np.testing.assert_allclose(rel["relative"], rel["agreement"] / float(iv.loc[iv["with"] == "repeat", "agreement"].iloc[0]))
+    assert iv.loc[iv["with"] == "repeat", "relative"].isna().all()

@@ -338,3 +338,77 @@ def test_budget_rule_reports_the_median_map_and_the_noise_share():
     no_repeats = budget_rule([0.3], 1000, 0.9)
     assert np.isnan(no_repeats.noise_share) and no_repeats.budget_for_target == pytest.approx(
         budget_for_reliability(0.3, 1000, 0.9))
+
+
+# --------------------------------------------------------------------------- token bootstrap
+
+
+def test_pooled_pearson_of_row_moments_is_the_correlation_and_counts_rows():
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(6, 40)), rng.normal(size=(6, 40))
+    b[:3] += a[:3]
+    m = rel.row_moments(a, b)
+    assert m.shape == (6, 6)
+    assert rel.pooled_pearson(m, np.ones((1, 6)))[0] == pytest.approx(compare.correlation(a, b))
+    w = np.array([[2, 0, 1, 1, 0, 3]])                          # row i counted w_i times
+    rows = np.repeat(np.arange(6), w[0])
+    assert rel.pooled_pearson(m, w)[0] == pytest.approx(compare.correlation(a[rows], b[rows]))
+    assert np.isnan(rel.pooled_pearson(rel.row_moments(a, np.ones_like(b)), np.ones((1, 6)))[0])
+    with pytest.raises(ValueError, match="equally shaped"):
+        rel.row_moments(a, b[:, :-1])
+
+
+def test_noise_moments_with_unit_weights_give_the_reference_noise():
+    run = _Design(_reads_input, 7, n=480, frames=60, tokens=4)
+    noise = rel.reference_noise(run.resample, run.design, reduce="max2d", n_splits=4, n_null=4, seed=3)
+    mom = rel.noise_moments(run.resample, run.design, reduce="max2d", n_splits=4, n_null=4, seed=3)
+    ones = np.ones((1, 4))
+    np.testing.assert_allclose(rel.pooled_pearson(mom.splits, ones)[:, 0], noise.r_half_splits, atol=1e-9)
+    np.testing.assert_allclose(rel.pooled_pearson(mom.nulls, ones)[:, 0], noise.r_half_null, atol=1e-9)
+    assert mom.reliability(ones)[0] == pytest.approx(noise.reliability)
+
+
+def _noisy_pair(rng, agreement, tokens=40, t_enc=150, s2=1.0):
+    """Two noisy maps whose noise-free versions correlate at ``agreement``, each with its halves,
+    and pure-noise halves and maps for the nulls: the inputs of the token bootstrap."""
+    z = rng.normal(size=(tokens, t_enc))
+    truths = (z, agreement * z + np.sqrt(1 - agreement ** 2) * rng.normal(size=z.shape))
+    out = []
+    for t in truths:
+        ha, hb = (t + np.sqrt(s2) * rng.normal(size=t.shape) for _ in range(2))
+        na, nb = (np.sqrt(s2) * rng.normal(size=t.shape) for _ in range(2))
+        norm = lambda x: compare.normalize(x, "token_z")  # noqa: E731
+        out.append((norm((ha + hb) / 2), rel.NoiseMoments(rel.row_moments(norm(ha), norm(hb))[None],
+                                                           rel.row_moments(norm(na), norm(nb))[None]),
+                    [norm(rng.normal(size=t.shape)) for _ in range(3)]))
+    return out
+
+
+@pytest.mark.parametrize("agreement", [1.0, 0.7])
+def test_token_bootstrap_recovers_the_agreement_of_two_noisy_maps(agreement):
+    """Both maps noisy (reliability 2/3 each): raw rho is 2/3 of the agreement; corrected for both
+    reliabilities on the same resampled tokens, the interval of 3 utterances holds the truth."""
+    rng = np.random.default_rng(int(agreement * 10))
+    utts = [_noisy_pair(rng, agreement) for _ in range(3)]
+    pair = [rel.row_moments(a[0], b[0]) for a, b in utts]
+    nulls = [np.stack([rel.row_moments(a[0], m) for m in b[2]]) for a, b in utts]
+    est = rel.token_bootstrap_disattenuated(pair, nulls, [b[1] for _, b in utts], [a[1] for a, _ in utts],
+                                            n_bootstrap=300, seed=1)
+    assert est.lo <= agreement <= est.hi and est.lo < est.value < est.hi, est
+    assert est.hi - est.lo < 0.25
+    raw = rel.token_bootstrap_disattenuated(pair, nulls, [b[1] for _, b in utts], n_bootstrap=300, seed=1, raw=True)
+    assert raw.hi < agreement * 0.8                                   # attenuated by sqrt(2/3 * 2/3)
+    # unit weights are the set-level formula of the rest of the compendium
+    rc = [rel.chance_corrected(compare.correlation(a[0], b[0]), np.mean([compare.correlation(a[0], m) for m in b[2]]))
+          for a, b in utts]
+    ra = np.mean([a[1].reliability(np.ones((1, 40)))[0] for a, _ in utts])
+    rb = np.mean([b[1].reliability(np.ones((1, 40)))[0] for _, b in utts])
+    assert est.value == pytest.approx(np.tanh(np.mean(np.arctanh(rc))) / np.sqrt(ra * rb))
+    # the same weights give paired replicates: a ratio of two comparisons has its own interval
+    w = rel.token_weights([40] * 3, 50, seed=2)
+    r1 = rel.token_bootstrap_replicates(pair, nulls, [b[1] for _, b in utts], w, [a[1] for a, _ in utts])
+    np.testing.assert_allclose(r1 / r1, 1.0)
+    assert r1[0] == pytest.approx(est.value) and r1.shape == (51,)
+    with pytest.raises(ValueError, match="weights for 40 tokens, maps of 39"):
+        rel.token_bootstrap_replicates([p[:-1] for p in pair], [n[:, :-1] for n in nulls],
+                                       [b[1] for _, b in utts], w)

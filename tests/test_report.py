@@ -165,15 +165,22 @@ def test_a_failed_disattenuation_check_moves_verdicts_to_raw_values(tmp_path):
     assert "shown but not used for verdicts" in text and "raw (the disattenuation check" in text
 
 
-def test_sensitivity_section_sets_settings_beside_conditions_and_names_a_cheaper_equivalent():
+def test_sensitivity_section_sets_settings_beside_conditions_and_judges_agreement_by_its_interval():
     from crossattn_saliency import report, tables
     from crossattn_saliency.explanations import View
 
     rows = [{"condition": "tiny", "reference": "SM_X", "setting": s, "rho": r, "rho disattenuated": d,
-             "seconds for 0.5": sec} for s, r, d, sec in (("study", 0.30, 0.60, 100.0), ("p0.2", 0.40, 0.62, 40.0),
-                                                          ("levels-one", 0.20, 0.50, 200.0))]
-    agreement = {"tiny": pd.DataFrame([[1.0, 0.97, 0.80], [0.97, 1.0, 0.7], [0.80, 0.7, 1.0]],
-                                      index=["study", "p0.2", "levels-one"], columns=["study", "p0.2", "levels-one"])}
+             "seconds for 0.5": sec, "utterances": 8}
+            for s, r, d, sec in (("study", 0.30, 0.60, 100.0), ("p0.2", 0.40, 0.62, 40.0),
+                                 ("levels-one", 0.20, 0.50, 200.0))]
+
+    def intervals(*agree):  # rows of sensitivity.agreement_intervals for the study's setting
+        return {"tiny": pd.DataFrame([{"setting": "study", "with": w, "agreement": a, "lo": lo, "hi": hi,
+                                       "relative": rel, "rel lo": rlo, "rel hi": rhi, "interval": "tokens of 8 utterance(s)"}
+                                      for w, a, lo, hi, rel, rlo, rhi in agree])}
+
+    nan = float("nan")
+    iv = intervals(("p0.2", 0.97, 0.96, 0.99, nan, nan, nan), ("levels-one", 0.80, 0.70, 0.90, nan, nan, nan))
 
     def row(cond, view, rho, dis):
         return tables.CorrelationRow(condition=cond, model="m", set="s", task="asr", kind="CA", view=view, n_layers=4,
@@ -184,30 +191,45 @@ def test_sensitivity_section_sets_settings_beside_conditions_and_names_a_cheaper
     corr = tables.CorrelationTable([row("tiny", View("all"), 0.30, 0.6), row("base", View("all"), 0.10, 0.2),
                                     row("tiny", View("layer", layer=0), 0.05, 0.1),
                                     row("tiny", View("layer", layer=3), 0.45, 0.9)])
-    text = report.sensitivity_section(pd.DataFrame(rows), agreement, corr)
+    text = report.sensitivity_section(pd.DataFrame(rows), iv, corr)
     assert "across 3 SPES settings raw +0.20 to +0.40 (spread 0.20), disattenuated +0.50 to +0.62 (spread 0.12)" in text
     assert "across the 2 conditions of the study's setting raw +0.10 to +0.30 (spread 0.20)" in text
     assert "across its 2 single layers raw +0.05 to +0.45 (spread 0.40)" in text
-    assert "agree with the study's at (disattenuated) p0.2 0.97, levels-one 0.80" in text
-    assert "agreeing at >= 0.95: p0.2." in text                    # cheaper (40 s < 100 s) and agrees
-    agreement["tiny"].loc["study", "p0.2"] = 0.90
-    assert "the study's settings stay the reference" in report.sensitivity_section(pd.DataFrame(rows), agreement, corr)
-    # the study's setting again with other masks: a yardstick beside the settings, not one of them, and the
-    # study's cost as timed in the same run (here slower than p0.2's: p0.2 is cheaper only against the repeat)
+    assert "over the tokens of 8 utterance(s)) p0.2 0.97 [0.96, 0.99]; levels-one 0.80 [0.70, 0.90]." in text
+    assert "different maps levels-one; undecided none; equivalent p0.2." in text
+    assert "Equivalent and cheaper for the same reliability (the study's cost timed in notebook 04): p0.2." in text
+    # an interval that reaches below the threshold leaves it undecided, and nothing is named
+    iv = intervals(("p0.2", 0.97, 0.93, 0.99, nan, nan, nan), ("levels-one", 0.80, 0.70, 0.90, nan, nan, nan))
+    text = report.sensitivity_section(pd.DataFrame(rows), iv, corr)
+    assert "undecided p0.2; equivalent none." in text and "the study's settings stay the reference" in text
+    # the study's setting again with other masks: a yardstick beside the settings, not one of them; the verdict
+    # uses the agreement relative to it, and the study's cost as timed in the same run
     rows = [r for r in rows if r["setting"] != "levels-one"] + [
         {"condition": "tiny", "reference": "SM_X", "setting": "repeat", "rho": 0.32, "rho disattenuated": 0.58,
-         "seconds for 0.5": 50.0}]
+         "seconds for 0.5": 50.0, "utterances": 8}]
     rows[0]["seconds for 0.5"] = 30.0                           # the study's maps, timed in another run
-    names = ["study", "p0.2", "repeat"]
-    agreement = {"tiny": pd.DataFrame([[1.0, 0.96, 0.98], [0.96, 1.0, 0.95], [0.98, 0.95, 1.0]],
-                                      index=names, columns=names)}
-    text = report.sensitivity_section(pd.DataFrame(rows), agreement, corr)
+    iv = intervals(("p0.2", 1.04, 1.00, 1.08, 0.96, 0.955, 0.99), ("repeat", 1.08, 1.05, 1.12, nan, nan, nan))
+    text = report.sensitivity_section(pd.DataFrame(rows), iv, corr)
     assert "across 2 SPES settings raw +0.30 to +0.40" in text
     assert "the study's setting again with other masks raw +0.32 vs +0.30, disattenuated +0.58 vs +0.60" in text
-    assert "agree with the study's at (disattenuated) p0.2 0.96. The study's setting with other masks agrees " \
-           "with it at 0.98" in text
-    assert "(the study's cost timed by its repeat) and agreeing at >= 0.95: p0.2." in text
-    # too few utterances for an interval on the agreement: nothing is named
-    few = [{**r, "utterances": 1} for r in rows]
-    text = report.sensitivity_section(pd.DataFrame(few), agreement, corr, min_utterances=8)
-    assert "not testable at this size (1 utterance(s))" in text and "agreeing at >= 0.95: p0.2" not in text
+    assert "p0.2 1.04 [1.00, 1.08], relative 0.96 [0.95, 0.99]." in text
+    assert "the same map in truth, agrees with it at 1.08 [1.05, 1.12]" in text
+    assert "(the study's cost timed by its repeat): p0.2." in text
+    iv["tiny"].loc[iv["tiny"]["with"] == "p0.2", "rel lo"] = 0.90   # raw agreement above 0.95, relative not
+    assert "undecided p0.2" in report.sensitivity_section(pd.DataFrame(rows), iv, corr)
+    # fewer utterances than an equivalent needs: a candidate on these clips, not a named option
+    few = [{**r, "utterances": 3} for r in rows]
+    iv["tiny"].loc[iv["tiny"]["with"] == "p0.2", "rel lo"] = 0.955
+    text = report.sensitivity_section(pd.DataFrame(few), iv, corr, min_utterances=8)
+    assert "on these 3 clip(s): p0.2, a candidate only: naming an equivalent needs 8 utterances." in text
+    # SM_H agreements are listed beside, the verdict stays on SM_X
+    h = pd.DataFrame([{"reference": "SM_H", "setting": "study", "with": "repeat", "agreement": 0.99, "lo": 0.97,
+                       "hi": 1.03, "relative": float("nan"), "rel lo": float("nan"), "rel hi": float("nan"),
+                       "interval": "tokens of 3 utterance(s)"}])
+    both = {"tiny": pd.concat([iv["tiny"].assign(reference="SM_X"), h], ignore_index=True)}
+    text2 = report.sensitivity_section(pd.DataFrame(few), both, corr, min_utterances=8)
+    assert "- tiny: SM_H maps under other settings agree with the study's at repeat 0.99 [0.97, 1.03]." in text2
+    assert "on these 3 clip(s): p0.2, a candidate only" in text2
+    assert "rho(CA, SM_H) of the main tables divides by the same kind of reliability once: on these clips it is off " \
+           "by a factor of about sqrt(0.99) = 0.99 (too low)." in text2
+    assert "rho(CA, SM_X) of the main tables" in text2 and "sqrt(1.08) = 1.04 (too high)." in text2

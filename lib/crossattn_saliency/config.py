@@ -231,13 +231,14 @@ class Profile:
     validation_repeats: int = 3
     #: sensitivity of the reference (notebook 10): SPES settings (``sensitivity.SETTINGS`` names), the
     #: first ``sensitivity_utterances`` explained utterances of each of ``sensitivity_conditions``
-    #: (default: the same en-real utterance for both models; the ten other settings of one utterance
-    #: take ~20 min for tiny.en and ~40 min for base on a 2-core CPU; widen it where compute allows,
-    #: e.g. ``--set sensitivity_utterances=3``)
+    #: (default: the same three en-real utterances for both models; the other settings' maps take
+    #: ~15 min per utterance for tiny.en and ~35 min for base on a 2-core CPU, whatever the clip's
+    #: length (Whisper's 30 s window); below ``min_utterances`` intervals resample tokens, not
+    #: utterances; widen it where compute allows, e.g. ``--set sensitivity_utterances=8``)
     sensitivity_settings: tuple[str, ...] = ("study", "repeat", "p0.1", "p0.2", "p0.3", "occlusion-mean",
                                              "occlusion-0", "levels-one", "levels-coarser", "levels-finer",
                                              "score-prob-drop")
-    sensitivity_utterances: int = 1
+    sensitivity_utterances: int = 3
     sensitivity_conditions: tuple[str, ...] = ("whisper-tiny.en__en-real__asr", "whisper-base__en-real__asr")
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -400,16 +400,32 @@ def downstream_section(timing: Any, disagreement: Any, selection: Mapping[str, M
     return "\n".join(lines)
 
 
-def sensitivity_section(table: Any, agreement: Mapping[str, Any], corr: Any, kind: str = "CA",
+def _bias_of_one(same_map: float, ref: str) -> str:
+    """What the agreement of a map with itself (other masks) says about the disattenuated
+    rho(CA, ``ref``) of the main tables: both divide by the same split-half reliability, the
+    agreement twice (once per map) and rho(CA, ref) once, so the latter is off by about
+    ``sqrt(same_map)``."""
+    if not np.isfinite(same_map) or same_map <= 0:
+        return ""
+    f = float(np.sqrt(same_map))
+    return (f"The disattenuated rho(CA, {ref}) of the main tables divides by the same kind of reliability once: "
+            f"on these clips it is off by a factor of about sqrt({same_map:.2f}) = {f:.2f}"
+            + (" (too high)." if f > 1.005 else " (too low)." if f < 0.995 else " (none)."))
+
+
+def sensitivity_section(table: Any, intervals: Mapping[str, Any], corr: Any, kind: str = "CA",
                         min_agreement: float = 0.95, min_utterances: int = 8) -> str:
     """The "sensitivity of the reference" section of REPORT.md, from notebook 10's numbers:
     per condition and reference, how far rho(``kind`` all layers, reference) moves across SPES's
     own settings (raw and disattenuated), set beside how far it moves across the profile's
     conditions (models, sets, tasks) and across single layers (``corr``: the main
-    :class:`~.tables.CorrelationTable`), and the settings that agree with the study's at >=
-    ``min_agreement`` (disattenuated) at a lower cost for the same reliability; with fewer than
-    ``min_utterances`` utterances (the table's ``utterances`` column) no setting is named: the
-    agreement has no interval there, and the test is "not testable at this size"."""
+    :class:`~.tables.CorrelationTable`), and, from ``intervals`` (per condition, the frame of
+    :func:`~.sensitivity.agreement_intervals`, SM_X rows and optionally SM_H rows, which are
+    only listed), how far each setting's SM_X maps agree with the study's: different (whole interval below ``min_agreement``), undecided, or equivalent
+    (whole interval above), judged on the agreement relative to the study's repeat where there
+    is one. An equivalent that is cheaper for the same reliability is named as such only from
+    ``min_utterances`` utterances on (the table's ``utterances`` column); below, it is a
+    candidate on these clips."""
     import pandas as pd
 
     from .explanations import View
@@ -444,42 +460,59 @@ def sensitivity_section(table: Any, agreement: Mapping[str, Any], corr: Any, kin
         if layers:
             parts.append(f"across its {len(layers)} single layers raw {span([r.rho for r in layers])}")
         lines.append(f"- **{cond}, {ref}**: " + "; ".join(parts) + ".")
-    for cond, m in agreement.items():
-        m = pd.DataFrame(m)
-        if "study" not in m.index:
-            continue
+    for cond, iv in intervals.items():
+        iv = pd.DataFrame(iv)
+        h = iv[(iv["reference"] == "SM_H") & (iv["setting"] == "study")] if "reference" in iv.columns else iv.iloc[:0]
+        if len(h):  # SM_H: no reducer between the perturbations and the map
+            rep_h = h[h["with"] == REPEAT]
+            lines.append(f"- {cond}: SM_H maps under other settings agree with the study's at "
+                         + "; ".join(f"{r['with']} {r['agreement']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]"
+                                     for _, r in h.iterrows()) + "."
+                         + (" " + _bias_of_one(float(rep_h["agreement"].iloc[0]), "SM_H") if len(rep_h) else ""))
+        iv = iv[iv["reference"] == "SM_X"] if "reference" in iv.columns else iv
+        iv = iv[iv["setting"] == "study"].set_index("with") if len(iv) else iv
         sub = df[(df["condition"] == cond) & (df["reference"] == "SM_X")].set_index("setting")
         col = [c for c in sub.columns if c.startswith("seconds for ")]
         # the study's cost as timed beside the others (its repeat) where there is one
         timed = REPEAT if REPEAT in sub.index else "study"
         study_cost = float(sub.loc[timed, col[0]]) if col and timed in sub.index else float("nan")
-        others = [s for s in m.columns if s not in ("study", REPEAT)]
-        cheaper = [s for s in others if np.isfinite(m.loc["study", s])
-                   and m.loc["study", s] >= min_agreement and s in sub.index and col
-                   and float(sub.loc[s, col[0]]) < study_cost]
-        agree = ", ".join(f"{s} {m.loc['study', s]:.2f}" for s in others if np.isfinite(m.loc["study", s]))
-        if not agree:
+        others = [s for s in iv.index if s != REPEAT and np.isfinite(iv.loc[s, "agreement"])]
+        if not others:
             lines.append(f"- {cond}: no agreement between the study's SM_X maps and another setting's is estimable "
                          "(a map below the reliability floor): no cheaper equivalent can be named at this budget.")
             continue
-        itself = ""
-        if REPEAT in m.columns:
-            v = m.loc["study", REPEAT]
-            itself = (f" The study's setting with other masks agrees with it at {v:.2f}: what 'the same map' "
-                      "reaches at this number of utterances." if np.isfinite(v) else
-                      " The study's setting with other masks: agreement not estimable.")
-        head = f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated) {agree}." + itself
+        how = str(iv["interval"].iloc[0]) if "interval" in iv.columns else "bootstrap"
+        relative = REPEAT in iv.index and np.isfinite(iv.loc[REPEAT, "agreement"])
+
+        def fmt(s: str, a: str = "agreement", lo: str = "lo", hi: str = "hi") -> str:
+            return f"{iv.loc[s, a]:.2f} [{iv.loc[s, lo]:.2f}, {iv.loc[s, hi]:.2f}]"
+
+        agree = "; ".join(f"{s} {fmt(s)}" + (f", relative {fmt(s, 'relative', 'rel lo', 'rel hi')}" if relative else "")
+                          for s in others)
+        head = (f"- {cond}: SM_X maps under other settings agree with the study's at (disattenuated, 95% interval "
+                f"over the {how}) {agree}.")
+        if relative:
+            head += (f" The study's setting with other masks, the same map in truth, agrees with it at {fmt(REPEAT)}: "
+                     "what the disattenuation gives for 1 at this budget; 'relative' divides each agreement by it "
+                     "(paired replicates). " + _bias_of_one(float(iv.loc[REPEAT, "agreement"]), "SM_X"))
+        a, lo_c, hi_c = ("relative", "rel lo", "rel hi") if relative else ("agreement", "lo", "hi")
+        same = [s for s in others if iv.loc[s, lo_c] >= min_agreement]
+        differ = [s for s in others if iv.loc[s, hi_c] < min_agreement]
+        open_ = [s for s in others if s not in same and s not in differ]
+        cheap = [s for s in same if s in sub.index and col and float(sub.loc[s, col[0]]) < study_cost]
+        head += (f" Against {min_agreement} ({'relative' if relative else 'agreement'}, whole interval): "
+                 f"different maps {', '.join(differ) or 'none'}; undecided {', '.join(open_) or 'none'}; "
+                 f"equivalent {', '.join(same) or 'none'}.")
         n = int(sub["utterances"].min()) if "utterances" in sub.columns and len(sub) else None
-        if n is not None and n < min_utterances:
-            lines.append(head + f" A cheaper equivalent needs the agreement's interval, from {min_utterances} "
-                         f"utterances on: not testable at this size ({n} utterance(s)).")
-            continue
-        lines.append(head + " "
-                     + (f"Cheaper for the same reliability (the study's cost timed "
-                        f"{'by its repeat' if timed == REPEAT else 'in notebook 04'}) and agreeing at >= "
-                        f"{min_agreement}: {', '.join(cheaper)}."
-                        if cheaper else f"No setting agrees at >= {min_agreement} at a lower cost: the study's "
-                                        "settings stay the reference."))
+        cost = f"the study's cost timed {'by its repeat' if timed == REPEAT else 'in notebook 04'}"
+        if cheap and n is not None and n < min_utterances:
+            head += (f" Equivalent and cheaper for the same reliability ({cost}) on these {n} clip(s): "
+                     f"{', '.join(cheap)}, a candidate only: naming an equivalent needs {min_utterances} utterances.")
+        elif cheap:
+            head += f" Equivalent and cheaper for the same reliability ({cost}): {', '.join(cheap)}."
+        else:
+            head += " No setting is equivalent at a lower cost: the study's settings stay the reference."
+        lines.append(head)
     lines += ["", "Tables: `tables/sensitivity.md`, `tables/sensitivity_agreement_*.md`; figures: "
               "`figures/sensitivity.png`, `figures/sensitivity_agreement_*.png`."]
     return "\n".join(lines)

@@ -9,6 +9,10 @@ machinery (:func:`~crossattn_saliency.pipeline.correlation`) gives rho(CA, map) 
 disattenuated with intervals and each map's null-corrected reliability; :func:`agreement_matrix`
 gives how far two settings' maps agree once both maps' noise is corrected; :func:`sensitivity_table`
 adds each setting's throughput and the compute it needs for a given reliability.
+
+Intervals: from ``profile.min_utterances`` utterances on, over utterances (as everywhere in the
+compendium); below that, where a sensitivity study of a few clips sits, over the tokens of those
+clips (:class:`TokenBootstrap`): what these clips pin down, not what other clips would give.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from .config import Condition, Profile
 from .explanations import View
 
 __all__ = ["SETTINGS", "STUDY", "REPEAT", "setting_overrides", "kind_name", "explain_settings", "sensitivity_table",
-           "agreement_matrix"]
+           "agreement_matrix", "agreement_intervals", "TokenBootstrap"]
 
 #: the study's settings (the maps of notebook 04)
 STUDY = "study"
@@ -102,25 +106,105 @@ def explain_settings(profile: Profile, cond: Condition, items: list[pipeline.Exp
     return [pipeline.Explained(it.utt, {**it.explanations, **extra[it.utt.utt_id]}) for it in items]
 
 
+class TokenBootstrap:
+    """Token-resampling intervals for correlations between maps of a few utterances
+    (:func:`~.reliability.token_bootstrap_disattenuated`), with each map's per-token moments
+    built once: the comparison-grid map (reduced with the profile's reducer, normalized),
+    its null maps (those of :func:`~.pipeline.reference_noise`, stored) and its split-half
+    moments (same splits and permutations as the stored noise)."""
+
+    def __init__(self, profile: Profile, cond: Condition, items: list[pipeline.Explained]):
+        self.profile, self.cond, self.items = profile, cond, items
+        self._grid: dict[tuple[int, str], np.ndarray] = {}
+        self._nulls: dict[tuple[int, str], list[np.ndarray]] = {}
+        self._noise: dict[tuple[int, str], reliability.NoiseMoments] = {}
+        self._weights: list[np.ndarray] | None = None
+
+    def _norm(self, m: np.ndarray) -> np.ndarray:
+        from . import compare
+
+        return compare.normalize(np.asarray(m, dtype=np.float64), self.profile.normalization)
+
+    def grid(self, j: int, name: str, view: View | None = None) -> np.ndarray:
+        """Utterance ``j``'s map ``name`` (``view`` of a layered kind) on the comparison grid,
+        normalized: ``tokens x positions``."""
+        key = (j, f"{name}|{view}")
+        if key not in self._grid:
+            self._grid[key] = self._norm(self.items[j][name].on_encoder_grid(view, self.profile.reducer))
+        return self._grid[key]
+
+    def noise(self, j: int, name: str) -> reliability.NoiseMoments:
+        key = (j, name)
+        if key not in self._noise:
+            from .config import derive_seed
+
+            p, it = self.profile, self.items[j]
+            e = it[name]
+            red = p.reducer if e.grid == "input" else None
+            nz = pipeline.reference_noise(p, self.cond, it, name, p.reducer, p.normalization)
+            self._nulls[key] = [self._norm(m) for m in nz.null_maps]
+            self._noise[key] = reliability.noise_moments(
+                e.resample, e.design, red, p.normalization, p.reliability_splits, p.null_permutations,
+                derive_seed(p.seed, it.utt.utt_id, name, "noise"))
+        return self._noise[key]
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """One token-bootstrap weight array per utterance (``1 + n_bootstrap x tokens``), shared by
+        every comparison, so that replicates are paired across them."""
+        if self._weights is None:
+            tokens = [int(next(iter(it.explanations.values())).n_tokens) for it in self.items]
+            self._weights = reliability.token_weights(tokens, self.profile.n_bootstrap, self.profile.seed)
+        return self._weights
+
+    def replicates(self, explanation: str, reference: str, view: View | None = None, noisy_explanation: bool = False,
+                   raw: bool = False) -> np.ndarray:
+        """rho(``explanation`` ``view``, ``reference``) over the items, disattenuated by the
+        reference's corrected reliability (and the explanation's when ``noisy_explanation``)
+        or ``raw``, under each of the shared token weights: ``1 + n_bootstrap``, entry 0 the
+        estimate (:func:`~.reliability.token_bootstrap_replicates`)."""
+        n = len(self.items)
+        refs = [self.noise(j, reference) for j in range(n)]
+        exps = [self.noise(j, explanation) for j in range(n)] if noisy_explanation else None
+        pair = [reliability.row_moments(self.grid(j, explanation, view), self.grid(j, reference)) for j in range(n)]
+        nulls = [np.stack([reliability.row_moments(self.grid(j, explanation, view), m)
+                           for m in self._nulls[(j, reference)]]) for j in range(n)]
+        return reliability.token_bootstrap_replicates(pair, nulls, refs, self.weights, exps,
+                                                      floor=self.profile.reliability_floor, raw=raw)
+
+    def estimate(self, explanation: str, reference: str, view: View | None = None, noisy_explanation: bool = False,
+                 raw: bool = False) -> Any:
+        """:meth:`replicates` as a :class:`~.verdicts.Estimate` with its 95% percentile interval."""
+        return reliability.replicate_interval(self.replicates(explanation, reference, view, noisy_explanation, raw),
+                                              f"tokens resampled within each of {len(self.items)} utterance(s)",
+                                              len(self.items))
+
+
 def sensitivity_table(profile: Profile, cond: Condition, items: list[pipeline.Explained], settings: Sequence[str],
                       base: str = "SM_X", kind: str = "CA", view: View = View("all"),
                       target_reliability: float = 0.5) -> Any:
     """One row per setting (``pandas.DataFrame``): throughput (perturbations/s of this run's
     hardware), null-corrected reliability of the maps at their budget, the perturbations and
     seconds it would take to reach ``target_reliability`` (inverse Spearman-Brown of the median
-    map), rho(``kind`` ``view``, map) raw and disattenuated with 95% intervals over utterances
-    (from ``profile.min_utterances`` on), and the Spearman rho."""
+    map), rho(``kind`` ``view``, map) raw and disattenuated with 95% intervals (``interval``:
+    over utterances from ``profile.min_utterances`` on, below that over the tokens of these
+    utterances, :class:`TokenBootstrap`), and the Spearman rho."""
     import pandas as pd
 
     names = [kind_name(base, s) for s in settings if kind_name(base, s) in items[0].explanations]
     corr = pipeline.correlation(profile, cond, items, reducer=profile.reducer, normalization=profile.normalization,
                                 kind_names=[kind], targets=names, views=[view])
+    tokens = TokenBootstrap(profile, cond, items) if len(items) < profile.min_utterances else None
     rows = []
     for s in settings:
         name = kind_name(base, s)
         if name not in names:
             continue
         r = corr.get(cond.name, kind, name, view)
+        lo, hi, dlo, dhi = r.rho_lo, r.rho_hi, r.dis_lo, r.dis_hi
+        if tokens is not None:
+            raw, dis = (tokens.estimate(kind, name, view, raw=flag) for flag in (True, False))
+            lo, hi, dlo, dhi = raw.lo, raw.hi, dis.lo, dis.hi
         maps = [it[name] for it in items]
         n_pert = int(maps[0].provenance.get("n_perturbations") or 0)
         secs = np.array([pipeline.recorded_seconds(e) for e in maps])
@@ -135,8 +219,9 @@ def sensitivity_table(profile: Profile, cond: Condition, items: list[pipeline.Ex
                      "reliability": r.reliability, "median map reliability": med,
                      f"perturbations for {target_reliability}": need,
                      f"seconds for {target_reliability}": need / rate if np.isfinite(rate) else float("nan"),
-                     "rho": r.rho, "rho lo": r.rho_lo, "rho hi": r.rho_hi, "spearman": r.spearman,
-                     "rho disattenuated": r.rho_disattenuated, "dis lo": r.dis_lo, "dis hi": r.dis_hi})
+                     "rho": r.rho, "rho lo": lo, "rho hi": hi, "spearman": r.spearman,
+                     "rho disattenuated": r.rho_disattenuated, "dis lo": dlo, "dis hi": dhi,
+                     "interval": "utterances" if tokens is None else f"tokens of {len(items)} utterance(s)"})
     return pd.DataFrame(rows)
 
 
@@ -171,3 +256,43 @@ def agreement_matrix(profile: Profile, cond: Condition, items: list[pipeline.Exp
             if np.isfinite(ra) and np.isfinite(rb) and min(ra, rb) >= profile.reliability_floor:
                 out[i, j] = r.rho_corrected / np.sqrt(ra * rb)
     return pd.DataFrame(out, index=labels, columns=labels)
+
+
+def agreement_intervals(profile: Profile, cond: Condition, items: list[pipeline.Explained], settings: Sequence[str],
+                        base: str = "SM_X", against: Sequence[str] = (STUDY,), progress: bool = True) -> Any:
+    """The agreement of :func:`agreement_matrix` for the rows ``against`` (default: the study's
+    setting) with 95% token-bootstrap intervals (``pandas.DataFrame``: ``reference`` (``base``), ``setting``, ``with``,
+    ``agreement``, ``lo``, ``hi``, ``relative``, ``rel lo``, ``rel hi``, ``interval``).
+
+    Each replicate resamples the tokens of every utterance and recomputes both maps'
+    null-corrected rho, null and corrected reliabilities on the same rows
+    (:class:`TokenBootstrap`); with unit weights it is :func:`agreement_matrix`'s value.
+    ``relative``: the agreement divided by the row setting's agreement with :data:`REPEAT`
+    (the same settings with other masks, 1 in truth), on paired replicates: what is left of
+    the agreement once the disattenuation's own bias at this budget (measured on a pair that
+    is the same map) is taken out; NaN where there is no repeat.
+    """
+    import pandas as pd
+
+    from .progress import bar
+
+    names = [kind_name(base, s) for s in settings if kind_name(base, s) in items[0].explanations]
+    label = {n: (n.split("@")[-1] if "@" in n else STUDY) for n in names}
+    tb = TokenBootstrap(profile, cond, items)
+    todo = [(a, b) for a in names if label[a] in against for b in names if b != a]
+    reps = {pair: tb.replicates(*pair, noisy_explanation=True)
+            for pair in bar(todo, desc=f"agreement intervals {cond.name}", unit="pair", disable=not progress)}
+    how = f"tokens of {len(items)} utterance(s)"
+    rows = []
+    for a, b in todo:
+        est = reliability.replicate_interval(reps[(a, b)], how, len(items))
+        rel = None
+        same = kind_name(base, REPEAT)
+        if label[a] == STUDY and same in names and b != same:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = reliability.replicate_interval(reps[(a, b)] / reps[(a, same)], how, len(items))
+        rows.append({"reference": base, "setting": label[a], "with": label[b], "agreement": est.value, "lo": est.lo, "hi": est.hi,
+                     "relative": rel.value if rel else float("nan"), "rel lo": rel.lo if rel else float("nan"),
+                     "rel hi": rel.hi if rel else float("nan"), "interval": how})
+    return pd.DataFrame(rows, columns=["reference", "setting", "with", "agreement", "lo", "hi", "relative", "rel lo",
+                                       "rel hi", "interval"])
