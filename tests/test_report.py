@@ -233,3 +233,4 @@ def test_sensitivity_section_sets_settings_beside_conditions_and_judges_agreemen
     assert "rho(CA, SM_H) of the main tables divides by the same kind of reliability once: on these clips it is off " \
            "by a factor of about sqrt(0.99) = 0.99 (too low)." in text2
     assert "rho(CA, SM_X) of the main tables" in text2 and "sqrt(1.08) = 1.04 (too high)." in text2
+    assert text2.index("- tiny: SM_X maps") < text2.index("- tiny: SM_H maps")   # the verdict first

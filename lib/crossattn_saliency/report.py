@@ -441,13 +441,14 @@ def sensitivity_section(table: Any, intervals: Mapping[str, Any], corr: Any, kin
         return f"{v.min():+.2f} to {v.max():+.2f} (spread {v.max() - v.min():.2f})" if len(v) else "not estimable"
 
     from .sensitivity import REPEAT
+    from .sensitivity import STUDY as STUDY_SETTING  # this module's STUDY holds the study's claims
 
     for (cond, ref), g in df.groupby(["condition", "reference"], sort=False):
         rep = g[g["setting"] == REPEAT]
         g = g[g["setting"] != REPEAT]
         parts = [f"across {len(g)} SPES settings raw {span(g['rho'])}, disattenuated {span(g['rho disattenuated'])}"]
-        if len(rep) and "study" in set(g["setting"]):
-            st = g[g["setting"] == "study"].iloc[0]
+        if len(rep) and STUDY_SETTING in set(g["setting"]):
+            st = g[g["setting"] == STUDY_SETTING].iloc[0]
             parts.append(f"the study's setting again with other masks raw {float(rep['rho'].iloc[0]):+.2f} vs "
                          f"{float(st['rho']):+.2f}, disattenuated {float(rep['rho disattenuated'].iloc[0]):+.2f} vs "
                          f"{float(st['rho disattenuated']):+.2f} (sampling noise alone)")
@@ -462,24 +463,25 @@ def sensitivity_section(table: Any, intervals: Mapping[str, Any], corr: Any, kin
         lines.append(f"- **{cond}, {ref}**: " + "; ".join(parts) + ".")
     for cond, iv in intervals.items():
         iv = pd.DataFrame(iv)
-        h = iv[(iv["reference"] == "SM_H") & (iv["setting"] == "study")] if "reference" in iv.columns else iv.iloc[:0]
-        if len(h):  # SM_H: no reducer between the perturbations and the map
+        h = iv[(iv["reference"] == "SM_H") & (iv["setting"] == STUDY_SETTING)] if "reference" in iv.columns else iv.iloc[:0]
+        h_line = []
+        if len(h):  # SM_H: no reducer between the perturbations and the map; listed after SM_X's verdict
             rep_h = h[h["with"] == REPEAT]
-            lines.append(f"- {cond}: SM_H maps under other settings agree with the study's at "
-                         + "; ".join(f"{r['with']} {r['agreement']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]"
-                                     for _, r in h.iterrows()) + "."
-                         + (" " + _bias_of_one(float(rep_h["agreement"].iloc[0]), "SM_H") if len(rep_h) else ""))
+            h_line.append(f"- {cond}: SM_H maps under other settings agree with the study's at "
+                          + "; ".join(f"{r['with']} {r['agreement']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]"
+                                      for _, r in h.iterrows()) + "."
+                          + (" " + _bias_of_one(float(rep_h["agreement"].iloc[0]), "SM_H") if len(rep_h) else ""))
         iv = iv[iv["reference"] == "SM_X"] if "reference" in iv.columns else iv
-        iv = iv[iv["setting"] == "study"].set_index("with") if len(iv) else iv
+        iv = iv[iv["setting"] == STUDY_SETTING].set_index("with") if len(iv) else iv
         sub = df[(df["condition"] == cond) & (df["reference"] == "SM_X")].set_index("setting")
         col = [c for c in sub.columns if c.startswith("seconds for ")]
         # the study's cost as timed beside the others (its repeat) where there is one
-        timed = REPEAT if REPEAT in sub.index else "study"
+        timed = REPEAT if REPEAT in sub.index else STUDY_SETTING
         study_cost = float(sub.loc[timed, col[0]]) if col and timed in sub.index else float("nan")
         others = [s for s in iv.index if s != REPEAT and np.isfinite(iv.loc[s, "agreement"])]
         if not others:
-            lines.append(f"- {cond}: no agreement between the study's SM_X maps and another setting's is estimable "
-                         "(a map below the reliability floor): no cheaper equivalent can be named at this budget.")
+            lines += [f"- {cond}: no agreement between the study's SM_X maps and another setting's is estimable "
+                      "(a map below the reliability floor): no cheaper equivalent can be named at this budget."] + h_line
             continue
         how = str(iv["interval"].iloc[0]) if "interval" in iv.columns else "bootstrap"
         relative = REPEAT in iv.index and np.isfinite(iv.loc[REPEAT, "agreement"])
@@ -495,7 +497,7 @@ def sensitivity_section(table: Any, intervals: Mapping[str, Any], corr: Any, kin
             head += (f" The study's setting with other masks, the same map in truth, agrees with it at {fmt(REPEAT)}: "
                      "what the disattenuation gives for 1 at this budget; 'relative' divides each agreement by it "
                      "(paired replicates). " + _bias_of_one(float(iv.loc[REPEAT, "agreement"]), "SM_X"))
-        a, lo_c, hi_c = ("relative", "rel lo", "rel hi") if relative else ("agreement", "lo", "hi")
+        lo_c, hi_c = ("rel lo", "rel hi") if relative else ("lo", "hi")
         same = [s for s in others if iv.loc[s, lo_c] >= min_agreement]
         differ = [s for s in others if iv.loc[s, hi_c] < min_agreement]
         open_ = [s for s in others if s not in same and s not in differ]
@@ -512,7 +514,7 @@ def sensitivity_section(table: Any, intervals: Mapping[str, Any], corr: Any, kin
             head += f" Equivalent and cheaper for the same reliability ({cost}): {', '.join(cheap)}."
         else:
             head += " No setting is equivalent at a lower cost: the study's settings stay the reference."
-        lines.append(head)
+        lines += [head] + h_line
     lines += ["", "Tables: `tables/sensitivity.md`, `tables/sensitivity_agreement_*.md`; figures: "
               "`figures/sensitivity.png`, `figures/sensitivity_agreement_*.png`."]
     return "\n".join(lines)
