@@ -164,3 +164,12 @@ def test_paired_bootstrap_is_narrower_than_unpaired_for_correlated_values():
     assert hi - lo < (hi_a - lo_a) / 3
     with pytest.raises(ValueError, match="same number"):
         compare.paired_bootstrap_ci(a, b[:-1])
+
+
+def test_percentile_interval_drops_non_finite_replicates_and_resampled_interval_uses_the_seeded_indices():
+    boot = np.array([0.1, np.nan, 0.4, 0.2, np.inf, 0.3])
+    assert compare.percentile_interval(boot, 0.5) == pytest.approx(tuple(np.quantile([0.1, 0.4, 0.2, 0.3], [0.25, 0.75])))
+    assert all(np.isnan(compare.percentile_interval([np.nan, np.inf])))
+    v = np.arange(10.0)
+    want = np.quantile([v[row].mean() for row in compare.bootstrap_indices(10, 200, 3)], [0.025, 0.975])
+    assert compare.resampled_interval(lambda row: v[row].mean(), 10, 200, 3) == pytest.approx(tuple(want))

@@ -31,7 +31,7 @@ __all__ = [
     "REDUCERS", "NORMALIZERS", "CORRELATIONS",
     "reduce_to_encoder_grid", "expand_to_input_grid", "encoder_length",
     "normalize", "correlation", "correlate", "CorrelationResult",
-    "bootstrap_ci", "paired_bootstrap_ci", "bootstrap_indices",
+    "bootstrap_ci", "paired_bootstrap_ci", "bootstrap_indices", "percentile_interval", "resampled_interval",
 ]
 
 # --------------------------------------------------------------------------- reducers
@@ -354,6 +354,25 @@ def bootstrap_indices(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     return np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))
+
+
+def percentile_interval(replicates: Sequence[float] | np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """``alpha/2`` and ``1 - alpha/2`` percentiles of bootstrap ``replicates``, non-finite
+    replicates dropped; ``(nan, nan)`` if none is left."""
+    v = np.asarray(replicates, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(v, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def resampled_interval(stat: Callable[[np.ndarray], float], n: int, n_bootstrap: int = 1000, seed: int = 0,
+                       alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval of ``stat(rows)`` over ``n_bootstrap`` resamplings (with
+    replacement, :func:`bootstrap_indices`) of ``n`` units, e.g. utterances whose
+    statistic is not a plain function of one value each (a ratio of two means)."""
+    return percentile_interval([stat(row) for row in bootstrap_indices(n, n_bootstrap, seed)], alpha)
 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, n_bootstrap: int = 1000, seed: int = 0,

@@ -374,10 +374,7 @@ def context_mixing(profile: Profile, cond: Condition, items: list[Explained], ki
     if n >= profile.min_utterances and np.isfinite(est):
         from . import compare
 
-        boot = np.array([dis(row) for row in compare.bootstrap_indices(n, profile.n_bootstrap, profile.seed)])
-        boot = boot[np.isfinite(boot)]
-        if boot.size:
-            lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
+        lo, hi = compare.resampled_interval(dis, n, profile.n_bootstrap, profile.seed)
     n_layers = items[0][kind].n_layers
     return MixingRow(condition=cond.name, model=cond.model, kind=kind, view=view.label(n_layers) if view else "map",
                      utterances=n, rho_SM_X=rx.rho, rho_SM_H=rh.rho, gain=raw.value, gain_lo=raw.lo, gain_hi=raw.hi,

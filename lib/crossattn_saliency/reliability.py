@@ -387,10 +387,7 @@ def corrected_correlation(rho: Sequence[float], rho_null: Sequence[float], r_hal
     ok = np.isfinite(rc) & np.isfinite(rel)
     if int(ok.sum()) >= mu and np.isfinite(est):
         idx = np.flatnonzero(ok)
-        boot = np.array([dis(idx[row]) for row in compare.bootstrap_indices(idx.size, n_bootstrap, seed)])
-        boot = boot[np.isfinite(boot)]
-        if boot.size:
-            lo, hi = (float(v) for v in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
+        lo, hi = compare.resampled_interval(lambda row: dis(idx[row]), idx.size, n_bootstrap, seed, alpha)
     mean_rel = float(np.nanmean(rel)) if np.any(np.isfinite(rel)) else float("nan")
     return CorrectedCorrelation(
         rho_per_utterance=rho, rho_null_per_utterance=rho0, rho_corrected_per_utterance=rc,
@@ -443,8 +440,7 @@ def single_map_disattenuation(explanation: np.ndarray, reference: np.ndarray, no
     rc = float(chance_corrected(rho, rho0))
     idx = np.random.default_rng(seed).integers(0, e.shape[0], size=(n_bootstrap, e.shape[0]))
     boot = np.array([chance_corrected(compare.correlation(e[row], r[row]), rho0) for row in idx]) / den
-    boot = boot[np.isfinite(boot)]
-    lo, hi = (np.quantile(boot, [alpha / 2, 1 - alpha / 2]) if boot.size else (np.nan, np.nan))
+    lo, hi = compare.percentile_interval(boot, alpha)
     return SingleMapDisattenuation(float(rho), float(rho0), rc, noise.r_half, noise.r_half_0, float(rel),
                                    float(rc / den), float(lo), float(hi), int(e.shape[0]))
 
@@ -560,13 +556,15 @@ def token_bootstrap_replicates(pair: Sequence[np.ndarray], pair_null: Sequence[n
         rc.append(chance_corrected(rho, np.nanmean(pooled_pearson(pair_null[j], w), axis=0)))
         rel_r.append(reference[j].reliability(w))
         rel_e.append(explanation[j].reliability(w) if explanation is not None else np.ones(w.shape[0]))
+    from .verdicts import _fisher_z  # the clipping of verdicts.fisher_mean, vectorized over replicates
+
     rc_, rr, re_, raw_ = (np.asarray(v, dtype=np.float64) for v in (rc, rel_r, rel_e, raws))  # utterances x replicates
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicates stay NaN
         if raw:
-            return np.tanh(np.nanmean(np.arctanh(np.clip(raw_, -1 + 1e-7, 1 - 1e-7)), axis=0))
+            return np.tanh(np.nanmean(_fisher_z(raw_), axis=0))
         mr, me = np.nanmean(rr, axis=0), np.nanmean(re_, axis=0)
-        z = np.nanmean(np.arctanh(np.clip(rc_, -1 + 1e-7, 1 - 1e-7)), axis=0)
+        z = np.nanmean(_fisher_z(rc_), axis=0)
         return np.where(np.minimum(mr, me) >= floor, np.tanh(z) / np.sqrt(mr * me), np.nan)
 
 
@@ -576,9 +574,7 @@ def replicate_interval(replicates: np.ndarray, method: str, n: int, alpha: float
     from . import verdicts
 
     v = np.asarray(replicates, dtype=np.float64)
-    boot = v[1:][np.isfinite(v[1:])]
-    lo, hi = (float(x) for x in np.quantile(boot, [alpha / 2, 1 - alpha / 2])) if boot.size and np.isfinite(v[0]) \
-        else (float("nan"), float("nan"))
+    lo, hi = compare.percentile_interval(v[1:], alpha) if np.isfinite(v[0]) else (float("nan"), float("nan"))
     return verdicts.Estimate(float(v[0]), lo, hi, int(n), method, int(n))
 
 

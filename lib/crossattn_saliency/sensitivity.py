@@ -283,11 +283,11 @@ def agreement_intervals(profile: Profile, cond: Condition, items: list[pipeline.
     reps = {pair: tb.replicates(*pair, noisy_explanation=True)
             for pair in bar(todo, desc=f"agreement intervals {cond.name}", unit="pair", disable=not progress)}
     how = f"tokens of {len(items)} utterance(s)"
+    same = kind_name(base, REPEAT)
     rows = []
     for a, b in todo:
         est = reliability.replicate_interval(reps[(a, b)], how, len(items))
         rel = None
-        same = kind_name(base, REPEAT)
         if label[a] == STUDY and same in names and b != same:
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel = reliability.replicate_interval(reps[(a, b)] / reps[(a, same)], how, len(items))
