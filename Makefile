@@ -39,7 +39,7 @@ notebooks: setup ## run every numbered notebook in order through papermill
 
 nb: setup ## rerun one notebook from cached results, e.g. make nb NB=06 [SET='field=json ...']
 	@test -n "$(NB)" || (echo "usage: make nb NB=03 [PROFILE=default]"; exit 2)
-	$(PY) -m crossattn_saliency.run_notebook $(NB) --profile $(PROFILE) $(foreach s,$(SET),--set '$(s)') \
+	$(PY) -m crossattn_saliency.app.run_notebook $(NB) --profile $(PROFILE) $(foreach s,$(SET),--set '$(s)') \
 	  $(if $(EXECUTOR),--set executor=$(EXECUTOR))
 
 test: setup ## the test suite (unit, integration on real models/audio, notebook smoke runs)
@@ -51,8 +51,8 @@ test-fast: setup ## unit tests only (no real models, no notebooks)
 	$(PY) -m pytest -q -m "not integration and not notebooks"
 
 bench: setup ## SPES throughput: bf16 vs fp32, backends, pass split, scaling -> results/bench/
-	$(PY) -m crossattn_saliency.bench --out results/bench --n-perturbations 96
-	$(PY) -m crossattn_saliency.bench --backends --out results/bench --n-perturbations 128
+	$(PY) -m crossattn_saliency.app.bench --out results/bench --n-perturbations 96
+	$(PY) -m crossattn_saliency.app.bench --backends --out results/bench --n-perturbations 128
 
 lab: setup ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/

@@ -19,7 +19,7 @@ def pytest_configure(config):
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Whisper (2+2 layers, d_model 8, real tiny.en tokenizer) as a
     ``transformers`` folder, made by writing a CTranslate2 file and converting it."""
-    from crossattn_saliency import models
+    from crossattn_saliency.models import models
     from test_models import _tiny_ct2_folder
 
     tmp = tmp_path_factory.mktemp("tiny")
@@ -29,6 +29,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_loaded(tiny_model_dir):
-    from crossattn_saliency import models
+    from crossattn_saliency.models import models
 
     return models.load_model(str(tiny_model_dir))

@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crossattn_saliency import alignment, downstream, report, timestamps
+from crossattn_saliency.data import alignment
+from crossattn_saliency.run import downstream
+from crossattn_saliency.present import report
+from crossattn_saliency.evaluate import timestamps
 from crossattn_saliency.data import DataError, SAMPLING_RATE
 
 

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from crossattn_saliency import attention, transcribe
+from crossattn_saliency.explain import attention
+from crossattn_saliency.models import transcribe
 
 
 @pytest.fixture(scope="module")

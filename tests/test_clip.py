@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from crossattn_saliency import data, transcribe
-from crossattn_saliency.clip import ClipError, ClipExplanation, explain_clip, main
+from crossattn_saliency import data
+from crossattn_saliency.models import transcribe
+from crossattn_saliency.app.clip import ClipError, ClipExplanation, explain_clip, main
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +108,7 @@ def test_bad_input_gives_one_clear_error_and_writes_nothing(case, message, clip_
 
 
 def test_an_array_at_another_rate_is_resampled(clip_file):
-    from crossattn_saliency.clip import load_clip_audio
+    from crossattn_saliency.app.clip import load_clip_audio
 
     samples, rate = sf.read(clip_file, dtype="float32")
     got, _ = load_clip_audio(samples, rate)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crossattn_saliency import compare
+from crossattn_saliency.evaluate import compare
 
 
 def _sm(shape=(2, 5, 3), seed=0):

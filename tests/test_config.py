@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from crossattn_saliency import config
+from crossattn_saliency.core import config
 
 
 def test_profiles_and_overrides():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from crossattn_saliency import config
+from crossattn_saliency.core import config
 from crossattn_saliency.data import audio, formats, sets, sources
 from crossattn_saliency.data.__main__ import main
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency import compare, deletion
+from crossattn_saliency.evaluate import compare, deletion
 
 N_MEL, N_SPEECH, N_TOTAL = 8, 30, 50  # speech frames, then padding frames
 OCCLUDE = -7.0
@@ -212,7 +212,7 @@ def test_curve_errors_name_the_problem():
 
 
 def test_default_wer_is_metrics_wer_without_normalization_as_a_fraction():
-    from crossattn_saliency import metrics
+    from crossattn_saliency.evaluate import metrics
 
     assert deletion.default_wer("a b c d", "a b c") == pytest.approx(0.25)
     assert deletion.default_wer("a b", "") == 1.0
@@ -328,7 +328,7 @@ def test_baseline_seeds_are_distinct_reproducible_and_keyed():
     import subprocess
     import sys
 
-    code = ("from crossattn_saliency import deletion; "
+    code = ("from crossattn_saliency.evaluate import deletion; "
             "print(deletion.baseline_seeds(0, 'utt-1', 'expanded', 10))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123", "OMP_NUM_THREADS": "1",
@@ -466,7 +466,7 @@ def test_planted_regions_gap_vanishes_against_a_floor_that_knows_the_truth():
 
 
 def test_deletion_precision_report_pairs_the_same_curve_in_both_dtypes():
-    from crossattn_saliency import bench
+    from crossattn_saliency.app import bench
 
     rows = [{"condition": "c", "utterance": u, "ranking": "CA", "dtype": dt, "auc": auc, "seconds": s,
              "decodes": 9, "texts": texts}

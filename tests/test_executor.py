@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from crossattn_saliency import config, executor, pipeline
+from crossattn_saliency.core import config
+from crossattn_saliency.run import executor, pipeline
 
 pytestmark = pytest.mark.integration
 

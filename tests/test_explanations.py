@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency import compare
-from crossattn_saliency.explanations import Explanation, View, standard_views
+from crossattn_saliency.evaluate import compare
+from crossattn_saliency.explain.explanations import Explanation, View, standard_views
 
 EOT = 99
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from crossattn_saliency import gradients as gr
-from crossattn_saliency.gradients import attribute_tokens, encoder_gradients, input_gradients
+from crossattn_saliency.explain import gradients as gr
+from crossattn_saliency.explain.gradients import attribute_tokens, encoder_gradients, input_gradients
 
 SHAPE = (3, 5)
 
@@ -115,7 +115,7 @@ def test_whisper_shapes_and_input_x_gradient_by_hand(prepared, utt):
 
 
 def test_whisper_integrated_gradients_baselines_and_completeness(prepared, utt):
-    from crossattn_saliency.spes import floor_value
+    from crossattn_saliency.explain.spes import floor_value
 
     x = torch.as_tensor(utt["features"])
     n = utt["n_frames"]
@@ -191,7 +191,7 @@ def test_whisper_errors(prepared, utt):
 
 @pytest.mark.integration
 def test_real_tiny_en_engines_agree_and_integrated_gradients_are_complete():
-    from crossattn_saliency import models, transcribe
+    from crossattn_saliency.models import models, transcribe
 
     loaded = models.load_model("whisper-tiny.en")
     t = np.arange(int(2.0 * 16000)) / 16000

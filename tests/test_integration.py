@@ -6,7 +6,10 @@ import re
 import numpy as np
 import pytest
 
-from crossattn_saliency import attention, ct2, data, metrics, models, transcribe
+from crossattn_saliency.explain import attention
+from crossattn_saliency.models import ct2, models, transcribe
+from crossattn_saliency import data
+from crossattn_saliency.evaluate import metrics
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +104,7 @@ def tiny_en_utterance(librivox):
 
 @pytest.mark.parametrize("backend", ["openvino", "inductor"])
 def test_a_fast_backend_is_admitted_on_the_same_masks(tiny_en_utterance, backend):
-    from crossattn_saliency import backends, whisper_spes
+    from crossattn_saliency.explain import backends, whisper_spes
 
     if not whisper_spes.backend_available(backend):
         pytest.skip(f"{backend} is not installed")
@@ -118,7 +121,7 @@ def test_an_unfaithful_backend_is_refused_by_the_check(tiny_en_utterance, monkey
     masks: the check measures it and refuses it, naming the numbers and the way out."""
     import torch
 
-    from crossattn_saliency import backends, whisper_spes
+    from crossattn_saliency.explain import backends, whisper_spes
 
     lm, feats, n, prompt, ids = tiny_en_utterance
     real = whisper_spes.WhisperSpes._encode_batch

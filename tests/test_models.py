@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossattn_saliency import ct2, models
+from crossattn_saliency.models import ct2, models
 
 
 # --------------------------------------------------------------------------- a hand-made writer

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from crossattn_saliency import attention, normca, transcribe
+from crossattn_saliency.explain import attention, normca
+from crossattn_saliency.models import transcribe
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def test_cross_attention_object(tiny_loaded, utt):
 
 @pytest.mark.integration
 def test_real_tiny_en_norm_weighted_attention():
-    from crossattn_saliency import models
+    from crossattn_saliency.models import models
 
     loaded = models.load_model("whisper-tiny.en")
     t = np.arange(int(2.0 * 16000)) / 16000

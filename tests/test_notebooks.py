@@ -9,7 +9,9 @@ import time
 import pandas as pd
 import pytest
 
-from crossattn_saliency import config, kinds, run_notebook
+from crossattn_saliency.core import config
+from crossattn_saliency.explain import kinds
+from crossattn_saliency.app import run_notebook
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.integration]
 
@@ -101,7 +103,7 @@ def test_a_rerun_from_the_store_rewrites_identical_files(tmp_path):
 def test_progress_bars_go_to_the_terminal_behind_a_kernel(monkeypatch, capfd):
     """Under run_notebook the kernel's bars write to the real standard error (the terminal),
     with rate and time left; elsewhere they are tqdm.auto bars."""
-    from crossattn_saliency import progress
+    from crossattn_saliency.core import progress
 
     monkeypatch.setenv(progress.ENV, "terminal")
     for _ in progress.bar(range(3), desc="SPES SM_X", unit="pert", mininterval=0):

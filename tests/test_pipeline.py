@@ -9,8 +9,12 @@ import numpy as np
 
 import pytest
 
-from crossattn_saliency import config, kinds, pipeline, report, transcribe
-from crossattn_saliency.explanations import Explanation, View
+from crossattn_saliency.core import config
+from crossattn_saliency.explain import kinds
+from crossattn_saliency.run import pipeline
+from crossattn_saliency.present import report
+from crossattn_saliency.models import transcribe
+from crossattn_saliency.explain.explanations import Explanation, View
 
 KINDS = ("SM_X", "SM_H", "CA", "NormCA", "IxG_X", "IG_X", "IxG_H", "IG_H")
 
@@ -77,7 +81,7 @@ def _fail_compute(fetch):
 
 
 def test_changed_parameters_are_named(tiny_profile):
-    from crossattn_saliency.store import ParamsMismatch
+    from crossattn_saliency.run.store import ParamsMismatch
 
     cfg, cond = tiny_profile
     pipeline.explain(cfg, cond, ["SM_H"], n=1, progress=False)
@@ -198,8 +202,8 @@ def test_asr_and_translation_of_the_same_audio_share_the_encoder_passes(tiny_pro
     is English-only, so the sibling condition's hypothesis is made by hand.)"""
     import dataclasses
 
-    from crossattn_saliency import whisper_spes
-    from crossattn_saliency.saliency_result import SaliencyResult
+    from crossattn_saliency.explain import whisper_spes
+    from crossattn_saliency.explain.saliency_result import SaliencyResult
 
     cfg, cond = tiny_profile
     monkeypatch.setenv(config.ENV_ROOT, str(tmp_path))   # a fresh store
@@ -246,7 +250,7 @@ def test_disattenuation_validation_runs_high_and_independent_low_budget_maps(tin
 def test_an_unfaithful_backend_is_refused_before_any_map_is_stored(tiny_profile, monkeypatch, tmp_path):
     """The pipeline admits a SPES backend other than float32 PyTorch only after its check (stored once per
     model); a refused one stops the run with the numbers, and no saliency record is written."""
-    from crossattn_saliency import backends
+    from crossattn_saliency.explain import backends
 
     cfg, cond = tiny_profile
     calls = []
@@ -273,7 +277,7 @@ def test_an_admitted_backend_is_checked_once_per_model_whichever_utterance_comes
                                                                                         tmp_path):
     """A resumed run (or the model's next condition) starts at another utterance: the model's stored
     check stands, it is not recomputed on the new first utterance."""
-    from crossattn_saliency import backends
+    from crossattn_saliency.explain import backends
 
     cfg, cond = tiny_profile
     calls = []
@@ -295,7 +299,7 @@ def test_an_admitted_backend_is_checked_once_per_model_whichever_utterance_comes
 
 
 def test_backend_auto_resolves_to_an_installed_backend():
-    from crossattn_saliency import backends, whisper_spes
+    from crossattn_saliency.explain import backends, whisper_spes
 
     assert backends.resolve("auto", "cuda") == "torch"
     want = "openvino" if whisper_spes.backend_available("openvino") else "torch"
@@ -305,7 +309,7 @@ def test_backend_auto_resolves_to_an_installed_backend():
 
 
 def test_spes_settings_are_validated_by_name():
-    from crossattn_saliency import sensitivity as sens
+    from crossattn_saliency.run import sensitivity as sens
 
     assert sens.setting_overrides("p0.2", "input") == {"p_occlude": 0.2}
     assert sens.setting_overrides("study", "encoder") == {}
@@ -325,7 +329,7 @@ def test_spes_settings_are_validated_by_name():
 def test_spes_settings_become_reference_kinds_with_their_own_masks(tiny_profile):
     """Each setting's map is another reference beside the study's: its own masks (seed tag), its
     parameters in the store, rho(CA, map) and an agreement matrix over settings from the same code."""
-    from crossattn_saliency import sensitivity as sens
+    from crossattn_saliency.run import sensitivity as sens
 
     cfg, cond = tiny_profile
     items = _nontrivial(pipeline.explain(cfg, cond, progress=False))

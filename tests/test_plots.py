@@ -10,8 +10,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
-from crossattn_saliency import plots  # noqa: E402
-from crossattn_saliency.deletion import DeletionCurve  # noqa: E402
+from crossattn_saliency.present import plots  # noqa: E402
+from crossattn_saliency.evaluate.deletion import DeletionCurve  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,7 @@ def test_reliability_curve_lines_with_extrapolation_and_target():
 
 
 def test_reliability_curve_skips_extrapolation_for_nonpositive_reliability():
-    from crossattn_saliency.plots import plot_reliability_curve
+    from crossattn_saliency.present.plots import plot_reliability_curve
 
     fig = plot_reliability_curve({"noisy": ([50, 100], [0.05, -0.02]), "ok": ([50, 100], [0.3, 0.5])},
                                  extrapolate_to=20000, target=0.9)
@@ -84,7 +84,7 @@ def test_reliability_curve_skips_extrapolation_for_nonpositive_reliability():
 
 
 def test_scale_rows_maps_every_token_to_its_own_range():
-    from crossattn_saliency.plots import scale_rows
+    from crossattn_saliency.present.plots import scale_rows
 
     m = np.array([[1.0, 3.0, 2.0], [100.0, 300.0, 200.0], [5.0, 5.0, 5.0]])
     np.testing.assert_allclose(scale_rows(m), [[0, 1, 0.5], [0, 1, 0.5], [0, 0, 0]])
@@ -93,7 +93,7 @@ def test_scale_rows_maps_every_token_to_its_own_range():
 def test_disattenuation_validation_plot_one_row_per_condition_and_reference():
     import pandas as pd
 
-    from crossattn_saliency import plots
+    from crossattn_saliency.present import plots
 
     rows = []
     for cond in ("a__x__asr", "b__x__asr"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency import compare, reliability as rel
+from crossattn_saliency.evaluate import compare, reliability as rel
 
 
 def _synthetic(n_utt=16, tokens=4, t_enc=150, rho=0.6, s2=1.5, seed=0):
@@ -153,7 +153,7 @@ def test_ceiling_and_disattenuation_edge_cases():
 
 def test_convergence_curve_on_truth_plus_noise():
     """Maps that average more noise draws converge to the truth; reliability rises with n."""
-    from crossattn_saliency.reliability import convergence_curve
+    from crossattn_saliency.evaluate.reliability import convergence_curve
 
     rng = np.random.default_rng(3)
     truth = rng.standard_normal((4, 60))
@@ -201,7 +201,7 @@ class _Design:
     def __init__(self, forward, seed, n=480, frames=100, mel=16, tokens=12):
         import torch
 
-        from crossattn_saliency import spes
+        from crossattn_saliency.explain import spes
 
         rng = np.random.default_rng(seed)
         from scipy.ndimage import gaussian_filter
@@ -249,7 +249,7 @@ def null_runs():
 
 @pytest.mark.parametrize("reduce", [None, *compare.REDUCERS])
 def test_on_a_forward_that_ignores_its_input_corrected_reliability_and_rho_are_zero(null_runs, reduce):
-    from crossattn_saliency import verdicts
+    from crossattn_saliency.evaluate import verdicts
 
     rho, rho0, rh, rh0 = [], [], [], []
     for i, run in enumerate(null_runs):
@@ -315,7 +315,7 @@ def test_single_map_disattenuation_recovers_the_noise_free_correlation():
 def test_interval_width_prefers_many_utterances_when_map_noise_is_small():
     """At fixed compute (n x budget), the interval narrows with more utterances at a smaller budget
     as long as the budget's map noise stays small next to the spread between utterances."""
-    from crossattn_saliency.reliability import interval_width
+    from crossattn_saliency.evaluate.reliability import interval_width
 
     compute = 16 * 3200
     budgets = np.array([800, 1600, 3200, 6400])
@@ -328,7 +328,7 @@ def test_interval_width_prefers_many_utterances_when_map_noise_is_small():
 
 
 def test_budget_rule_reports_the_median_map_and_the_noise_share():
-    from crossattn_saliency.reliability import budget_for_reliability, budget_rule
+    from crossattn_saliency.evaluate.reliability import budget_for_reliability, budget_rule
 
     rule = budget_rule([0.2, 0.5, 0.6, np.nan, 0.9], budget=1000, target=0.5, values=[0.4, 0.6, 0.5],
                        within_sd=0.1)

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crossattn_saliency import report
+from crossattn_saliency.present import report
 
 
-from crossattn_saliency.explanations import View
-from crossattn_saliency.tables import CorrelationRow, CorrelationTable, DeletionRecord, DeletionTable, MixingRow, Ranking
+from crossattn_saliency.explain.explanations import View
+from crossattn_saliency.evaluate.tables import CorrelationRow, CorrelationTable, DeletionRecord, DeletionTable, MixingRow, Ranking
 
 N_LAYERS, N_HEADS = 2, 3
 
@@ -125,7 +125,7 @@ def test_save_table_writes_csv_and_markdown(tmp_path):
 
 
 def test_report_markdown_lists_claims_and_tables(tmp_path):
-    from crossattn_saliency import config
+    from crossattn_saliency.core import config
 
     claims = report.claims_table(*_tables(rho_it=0.9), n_bootstrap=100)
     report.save_table(pd.DataFrame({"x": [1]}), tmp_path / "quality", title="Q")
@@ -136,7 +136,7 @@ def test_report_markdown_lists_claims_and_tables(tmp_path):
 
 
 def test_report_method_text_comes_from_the_profile(tmp_path):
-    from crossattn_saliency import config
+    from crossattn_saliency.core import config
 
     claims = report.claims_table(*_tables(), n_bootstrap=100)
     p = config.get_profile("smoke")
@@ -150,7 +150,7 @@ def test_report_method_text_comes_from_the_profile(tmp_path):
 
 
 def test_a_failed_disattenuation_check_moves_verdicts_to_raw_values(tmp_path):
-    from crossattn_saliency import config
+    from crossattn_saliency.core import config
 
     t = _tables(dis_x=(0.55, 0.50, 0.60))       # disattenuated in range, raw (0.5 +- 0.05) in range too
     ok = report.claims_table(*t, n_bootstrap=100, disattenuation_ok=True).set_index("claim")
@@ -166,8 +166,9 @@ def test_a_failed_disattenuation_check_moves_verdicts_to_raw_values(tmp_path):
 
 
 def test_sensitivity_section_sets_settings_beside_conditions_and_judges_agreement_by_its_interval():
-    from crossattn_saliency import report, tables
-    from crossattn_saliency.explanations import View
+    from crossattn_saliency.present import report
+    from crossattn_saliency.evaluate import tables
+    from crossattn_saliency.explain.explanations import View
 
     rows = [{"condition": "tiny", "reference": "SM_X", "setting": s, "rho": r, "rho disattenuated": d,
              "seconds for 0.5": sec, "utterances": 8}

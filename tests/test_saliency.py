@@ -13,12 +13,12 @@ import torch
 from scipy.ndimage import gaussian_filter
 from scipy.stats import rankdata, spearmanr
 
-from crossattn_saliency import backends
-from crossattn_saliency import spes as sal
-from crossattn_saliency.saliency_result import SaliencyResult
-from crossattn_saliency.spes import MaskSampler, Spes, SpesParams, encoder_units, occlusion_value, slic_levels
-from crossattn_saliency.transcribe import teacher_forcing_inputs
-from crossattn_saliency.whisper_spes import WhisperSpes, spes_encoder, spes_input
+from crossattn_saliency.explain import backends
+from crossattn_saliency.explain import spes as sal
+from crossattn_saliency.explain.saliency_result import SaliencyResult
+from crossattn_saliency.explain.spes import MaskSampler, Spes, SpesParams, encoder_units, occlusion_value, slic_levels
+from crossattn_saliency.models.transcribe import teacher_forcing_inputs
+from crossattn_saliency.explain.whisper_spes import WhisperSpes, spes_encoder, spes_input
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -482,7 +482,7 @@ def test_result_file_written_before_the_split_still_loads_and_matches(tiny_whisp
         assert x.shape == y.shape and x.dtype == y.dtype and np.isfinite(x).all(), name
     # and today's file has the same format: the old arrays with the same names and dtypes, the same
     # metadata, plus the per-perturbation scores and units (which the old file lacks: no design)
-    from crossattn_saliency import cache
+    from crossattn_saliency.core import cache
 
     assert not old.has_design and new.has_design
     with pytest.raises(ValueError, match="recompute it"):
@@ -497,7 +497,7 @@ def test_result_file_written_before_the_split_still_loads_and_matches(tiny_whisp
     for k in ("counts", "half_counts"):
         np.testing.assert_array_equal(arrays_new[k], arrays_old[k])
     # the result store accepts the old file as a valid record (same params and tokens: no recomputation)
-    from crossattn_saliency.store import ResultStore
+    from crossattn_saliency.run.store import ResultStore
 
     store = ResultStore(tmp_path / "store", on_mismatch="error")
     path = store.path("saliency_h", "cond/u1")
@@ -509,9 +509,9 @@ def test_result_file_written_before_the_split_still_loads_and_matches(tiny_whisp
 
 
 def test_engine_does_not_import_the_whisper_layers():
-    code = ("import sys; import crossattn_saliency.spes; "
-            "bad = [m for m in ('crossattn_saliency.whisper_spes', "
-            "'crossattn_saliency.saliency_result', 'transformers') if m in sys.modules]; print(bad)")
+    code = ("import sys; import crossattn_saliency.explain.spes; "
+            "bad = [m for m in ('crossattn_saliency.explain.whisper_spes', "
+            "'crossattn_saliency.explain.saliency_result', 'transformers') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -528,7 +528,7 @@ def test_engine_kl_scorer_is_kl_scores():
 
 
 def test_map_agreement_z_scores_per_token(tiny_whisper, utt):
-    from crossattn_saliency import bench
+    from crossattn_saliency.app import bench
 
     rng = np.random.default_rng(0)
     maps = rng.normal(3.0, 2.0, size=(4, 6, 5))

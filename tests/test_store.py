@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency import cache
-from crossattn_saliency.store import ParamsMismatch, ResultStore, params_diff
+from crossattn_saliency.core import cache
+from crossattn_saliency.run.store import ParamsMismatch, ResultStore, params_diff
 
 
 def _arrays(calls: list) -> tuple[dict, dict]:

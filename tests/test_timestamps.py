@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency import timestamps as ts
+from crossattn_saliency.evaluate import timestamps as ts
 
 
 def _staircase(bounds, n_pos, noise=0.0, seed=0):
@@ -97,7 +97,9 @@ def test_shipped_alignment_heads_reproduce_transformers_token_timestamps(name):
     teacher-forced pass over the same (greedy) hypothesis."""
     import torch
 
-    from crossattn_saliency import attention, data, models, transcribe
+    from crossattn_saliency.explain import attention
+    from crossattn_saliency import data
+    from crossattn_saliency.models import models, transcribe
 
     root = data.fetch_sdist(*data.POCKETSPHINX_SDIST, members=["test/data/librivox", "LICENSE"])
     audio = data.read_audio(root / "test/data/librivox/sense_and_sensibility_01_austen_64kb-0890.wav")
@@ -122,9 +124,10 @@ def test_downstream_tables_and_head_selection_on_planted_explanations():
     """Explanations of 4 utterances where CA layer 2 head 2 and SM_H follow the words and everything
     else is noise: the timestamp table ranks them first, and heads chosen on held-out halves find
     the planted head (k = the 2 'shipped' heads, which are noise here)."""
-    from crossattn_saliency import config, downstream, pipeline
-    from crossattn_saliency.explanations import Explanation
-    from crossattn_saliency.transcribe import Hypothesis, Utterance
+    from crossattn_saliency.core import config
+    from crossattn_saliency.run import downstream, pipeline
+    from crossattn_saliency.explain.explanations import Explanation
+    from crossattn_saliency.models.transcribe import Hypothesis, Utterance
 
     rng = np.random.default_rng(3)
     cfg = config.get_profile("smoke", n_bootstrap=50)
@@ -158,7 +161,7 @@ def test_downstream_tables_and_head_selection_on_planted_explanations():
     heads = downstream.heads_table({cond.name: sel})
     assert set(heads["heads"]) == {"by timing", "shipped"} and len(heads) == 2
     # the REPORT.md section replaces itself on a rerun
-    from crossattn_saliency import report
+    from crossattn_saliency.present import report
 
     text = report.replace_section("# R\n\n## A\n\nx\n", "What it means downstream", "first")
     again = report.replace_section(text, "What it means downstream", "second")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency import metrics, transcribe
+from crossattn_saliency.evaluate import metrics
+from crossattn_saliency.models import transcribe
 
 
 def _noise(seconds: float, seed: int = 0) -> np.ndarray:
@@ -42,7 +43,7 @@ def test_a_batch_decodes_as_one_by_one(tiny_loaded):
 
 
 def test_transcribe_set_caches_and_resumes(tiny_loaded, tmp_path, monkeypatch):
-    from crossattn_saliency.store import ParamsMismatch, ResultStore
+    from crossattn_saliency.run.store import ParamsMismatch, ResultStore
 
     utts = [{"id": f"u{i}", "audio": _noise(1.0 + i, seed=i), "sampling_rate": 16000} for i in range(2)]
     store = ResultStore(tmp_path)

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from crossattn_saliency import compare, verdicts as vd
-from crossattn_saliency.verdicts import Estimate
+from crossattn_saliency.evaluate import compare, verdicts as vd
+from crossattn_saliency.evaluate.verdicts import Estimate
 
 NAN = float("nan")
 

@@ -8,7 +8,7 @@ README's "Layout" section (checked by ``tests/test_layering.py``). Start from
 ``pipeline`` (the study's steps), ``kinds`` (the registry of explanation kinds) and
 ``explanations`` (the explanation model).
 """
-from .config import get_profile
+from .core.config import get_profile
 
 __version__ = "0.1.0"
 __all__ = ["get_profile", "__version__"]

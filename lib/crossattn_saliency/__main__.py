@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m crossattn_saliency COMMAND ...\n\ncommands:\n"
               + "\n".join(f"  {c:<10} {h}" for c, h in commands.items()), file=sys.stderr)
         return 2
-    from .clip import main as explain_main
+    from .app.clip import main as explain_main
 
     return explain_main(argv[1:])
 

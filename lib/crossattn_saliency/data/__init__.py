@@ -35,15 +35,9 @@ data; data.load_set(name, n)`` works.
 from __future__ import annotations
 
 from .audio import SAMPLING_RATE, DataError, read_audio, resample, to_mono
-from .formats import (MIN_SENTENCE_WORDS, DialogLine, Interval, clean_english_transcript, clean_line, parse_dialogs,
-                      parse_textgrid, utterance_segments, word_alignment)
-from .sets import (BUILD_VERSION, COLUMNS, SET_NAMES, SET_SPECS, PreparedSet, SetSpec, build_set, build_sets,
-                   check_profile, get_spec, load_set, set_summary, write_set)
-from .sources import (FILLETS_GAME_SUBDIR, FILLETS_MAIN_VOICES, FILLETS_PACKAGES, MAX_DURATION_S, MFA_DUPLICATES,
-                      MFA_OTHER_LANGUAGES, MFA_SDIST, POCKETSPHINX_SDIST, Candidate, CandidatePool,
-                      en_real_candidates, fetch_sdist, fillets_game_dir, fillets_lines, fillets_real_candidates,
-                      fillets_tts_candidates, iter_selected, mfa_candidates, pocketsphinx_candidates,
-                      selection_order)
+from .formats import MIN_SENTENCE_WORDS, DialogLine, Interval, clean_english_transcript, clean_line, parse_dialogs, parse_textgrid, utterance_segments, word_alignment
+from .sets import BUILD_VERSION, COLUMNS, SET_NAMES, SET_SPECS, PreparedSet, SetSpec, build_set, build_sets, check_profile, get_spec, load_set, set_summary, write_set
+from .sources import FILLETS_GAME_SUBDIR, FILLETS_MAIN_VOICES, FILLETS_PACKAGES, MAX_DURATION_S, MFA_DUPLICATES, MFA_OTHER_LANGUAGES, MFA_SDIST, POCKETSPHINX_SDIST, Candidate, CandidatePool, en_real_candidates, fetch_sdist, fillets_game_dir, fillets_lines, fillets_real_candidates, fillets_tts_candidates, iter_selected, mfa_candidates, pocketsphinx_candidates, selection_order
 from .tts import FESTIVAL_IT_VOICE, PIPER_VOICE, FestivalTTS, PiperTTS
 
 __all__ = [

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Sequence
 
-from ..config import get_profile
+from ..core.config import get_profile
 from .audio import DataError
 from .sets import SET_NAMES, build_sets, load_set, set_summary
 

@@ -29,20 +29,18 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-from ..progress import bar as tqdm
+from ..core.progress import bar as tqdm
 
-from ..cache import atomic_path, read_json, write_json
-from ..config import sets_dir
+from ..core.cache import atomic_path, read_json, write_json
+from ..core.config import sets_dir
 from .audio import SAMPLING_RATE, DataError, read_audio
-from .sources import (FILLETS_PACKAGES, MAX_DURATION_S, MFA_SDIST, POCKETSPHINX_SDIST, Candidate, CandidatePool,
-                      deb_versions, dpkg_version, en_real_candidates, fillets_game_dir, fillets_real_candidates,
-                      fillets_tts_candidates, iter_selected, pkg_version)
+from .sources import FILLETS_PACKAGES, MAX_DURATION_S, MFA_SDIST, POCKETSPHINX_SDIST, Candidate, CandidatePool, deb_versions, dpkg_version, en_real_candidates, fillets_game_dir, fillets_real_candidates, fillets_tts_candidates, iter_selected, pkg_version
 from .tts import FESTIVAL_IT_VOICE, PIPER_VOICE, FestivalTTS, PiperTTS
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
 
-    from ..config import Profile
+    from ..core.config import Profile
 
 __all__ = ["SetSpec", "PreparedSet", "SET_SPECS", "SET_NAMES", "COLUMNS", "BUILD_VERSION", "get_spec",
            "prepare_set", "check_profile", "write_set", "build_set", "build_sets", "load_set", "set_summary"]

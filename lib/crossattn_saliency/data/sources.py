@@ -29,11 +29,10 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import soundfile as sf
 
-from ..cache import atomic_path
-from ..config import sources_dir
+from ..core.cache import atomic_path
+from ..core.config import sources_dir
 from .audio import INSTALL_SCRIPT, SAMPLING_RATE, DataError
-from .formats import (DialogLine, clean_english_transcript, clean_line, parse_dialogs, parse_textgrid,
-                      utterance_segments, word_alignment)
+from .formats import DialogLine, clean_english_transcript, clean_line, parse_dialogs, parse_textgrid, utterance_segments, word_alignment
 
 __all__ = [
     "MAX_DURATION_S", "MFA_SDIST", "POCKETSPHINX_SDIST", "FILLETS_PACKAGES", "FILLETS_GAME_SUBDIR",

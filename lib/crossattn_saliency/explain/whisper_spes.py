@@ -22,7 +22,7 @@ import torch
 
 from .saliency_result import SaliencyResult
 from .spes import ForwardFn, Spes, SpesParams, SpesRun, encoder_units, occlusion_value, slic_levels
-from .transcribe import teacher_forcing_inputs
+from ..models.transcribe import teacher_forcing_inputs
 
 __all__ = ["WhisperSpes", "prepare", "spes_input", "spes_encoder", "recorded_params", "torch_dtype",
            "DTYPES", "ATTN", "AUTO_ATTN", "BACKENDS", "backend_available"]

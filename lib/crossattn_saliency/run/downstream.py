@@ -15,10 +15,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import alignment, pipeline, timestamps
-from .config import Condition, Profile
-from .explanations import Explanation, View
-from .kinds import file_id
+from ..data import alignment
+from . import pipeline
+from ..evaluate import timestamps
+from ..core.config import Condition, Profile
+from ..explain.explanations import Explanation, View
+from ..explain.kinds import file_id
 
 __all__ = ["reference_alignments", "reference_disagreement", "timed_views", "word_boundaries",
            "timestamp_errors", "timestamp_table", "head_selection", "heads_table", "disagreement_floor"]
@@ -144,7 +146,7 @@ def word_boundaries(e: Explanation, pairs: list[tuple[int, int]] | None, reducer
     to token by orders of magnitude, are z-scored per token first, so that no token's row
     dominates Whisper's per-position normalisation."""
     if pairs is None:  # not a distribution over positions like attention: each token's row z-scored first
-        from .compare import normalize
+        from ..evaluate.compare import normalize
 
         maps = normalize(e.on_encoder_grid(None, reducer), "token_z")
     else:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import cache
+from ..core import cache
 
 __all__ = ["SaliencyResult", "KINDS", "FORMAT"]
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import compare
+from ..evaluate import compare
 
 __all__ = ["MIN_MEAN", "MIN_TOKEN", "CHECK_PERTURBATIONS", "BackendCheck", "BackendRefused", "resolve",
            "map_agreement", "check", "require"]

@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from .deletion import DeletionCurve
-from .reliability import reliability_at
+from ..evaluate.deletion import DeletionCurve
+from ..evaluate.reliability import reliability_at
 
 __all__ = ["plot_sensitivity", "plot_agreement_matrix", "plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve",
            "plot_spectrogram", "plot_token_map", "plot_spectrogram_and_maps", "plot_head_grid",

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import compare
+from ..evaluate import compare
 
 GRIDS = {"input": "tokens x frames x mel (10 ms frames, speech only)",
          "encoder": "tokens x positions (20 ms encoder positions, speech only)"}

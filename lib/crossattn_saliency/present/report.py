@@ -7,7 +7,7 @@ import numpy as np
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import cache
+from ..core import cache
 
 
 def markdown_table(df: Any, floatfmt: str = ".3g") -> str:
@@ -76,7 +76,7 @@ def _combine(per_condition: dict[str, str]) -> str:
 def _row_estimate(row: Any, corrected: bool, min_utterances: int) -> Any:
     """A correlation row as an :class:`~.verdicts.Estimate`: the disattenuated value where the
     reference is reliable enough (``corrected``), else the null-corrected rho without interval."""
-    from .verdicts import Estimate
+    from ..evaluate.verdicts import Estimate
 
     nan = float("nan")
     few = row.utterances < min_utterances  # no interval below the minimum, whatever the row carries
@@ -117,8 +117,8 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
     """
     import pandas as pd
 
-    from . import verdicts as V
-    from .explanations import View
+    from ..evaluate import verdicts as V
+    from ..explain.explanations import View
 
     mu = V.MIN_UTTERANCES if min_utterances is None else int(min_utterances)
     kw = dict(n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
@@ -279,7 +279,7 @@ def kinds_table(corr: Any, deletion: Any, costs: Any | None = None) -> Any:
     """
     import pandas as pd
 
-    from . import kinds as kinds_mod
+    from ..explain import kinds as kinds_mod
 
     df = corr.to_frame()
     df = df[df["view_kind"].isin(["all", "map"])]
@@ -314,7 +314,7 @@ def _include(tables: Path, name: str) -> str:
 
 
 def _backend(profile: Any) -> str:
-    from .backends import resolve
+    from ..explain.backends import resolve
 
     return resolve(profile.spes_backend, profile.device)
 
@@ -428,7 +428,7 @@ def sensitivity_section(table: Any, intervals: Mapping[str, Any], corr: Any, kin
     candidate on these clips."""
     import pandas as pd
 
-    from .explanations import View
+    from ..explain.explanations import View
 
     df = pd.DataFrame(table)
     lines = [f"rho({kind} all layers, reference) with the reference computed under other SPES settings, one "
@@ -440,8 +440,8 @@ def sensitivity_section(table: Any, intervals: Mapping[str, Any], corr: Any, kin
         v = v[np.isfinite(v)]
         return f"{v.min():+.2f} to {v.max():+.2f} (spread {v.max() - v.min():.2f})" if len(v) else "not estimable"
 
-    from .sensitivity import REPEAT
-    from .sensitivity import STUDY as STUDY_SETTING  # this module's STUDY holds the study's claims
+    from ..run.sensitivity import REPEAT
+    from ..run.sensitivity import STUDY as STUDY_SETTING  # this module's STUDY holds the study's claims
 
     for (cond, ref), g in df.groupby(["condition", "reference"], sort=False):
         rep = g[g["setting"] == REPEAT]
@@ -523,13 +523,13 @@ def sensitivity_section(table: Any, intervals: Mapping[str, Any], corr: Any, kin
 def report_markdown(profile: Any, claims: Any, tables: str | Path, disattenuation_ok: bool | None = None) -> str:
     """``REPORT.md``: how the results were made, the claims table, and the main tables;
     ``disattenuation_ok``: the outcome of notebook 05's check (``None``: not run)."""
-    from . import __version__
+    from .. import __version__
 
-    from . import kinds as kinds_mod
+    from ..explain import kinds as kinds_mod
 
     p = profile
     sal = ", ".join(c.name for c in p.saliency_conditions_list())
-    from . import verdicts as V
+    from ..evaluate import verdicts as V
 
     changed = [r for _, r in claims.iterrows() if r["verdict"] != V.HOLDS and not r["verdict"].startswith("comparable")]
     n_utt = "all" if p.saliency_utterances is None else p.saliency_utterances

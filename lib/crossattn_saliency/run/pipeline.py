@@ -25,15 +25,17 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import attention as attn
-from . import config, kinds, metrics
-from .config import Condition, Profile
-from .explanations import Explanation, View
-from .kinds import file_id
-from .models import LoadedModel, load_model
+from ..explain import attention as attn
+from ..core import config
+from ..explain import kinds
+from ..evaluate import metrics
+from ..core.config import Condition, Profile
+from ..explain.explanations import Explanation, View
+from ..explain.kinds import file_id
+from ..models.models import LoadedModel, load_model
 from .store import ResultStore
-from .tables import (CorrelationRow, CorrelationTable, DeletionRecord, DeletionTable, MixingRow, Ranking)
-from .transcribe import Hypothesis, Utterance, features, transcribe_set
+from ..evaluate.tables import CorrelationRow, CorrelationTable, DeletionRecord, DeletionTable, MixingRow, Ranking
+from ..models.transcribe import Hypothesis, Utterance, features, transcribe_set
 
 #: the deletion test decodes a curve's masked inputs in batches of this many (one ``generate`` call)
 DELETION_BATCH = 11
@@ -45,7 +47,7 @@ __all__ = ["Utterance", "Explained", "dataset", "reference_of", "model_for", "st
 
 def dataset(profile: Profile, set_name: str) -> Any:
     """The profile's selection of a test set (``datasets.Dataset``)."""
-    from . import data
+    from .. import data
 
     return data.load_set(set_name, profile.set_sizes.get(set_name))
 
@@ -160,7 +162,7 @@ def cross_attention(profile: Profile, cond: Condition, n: int | None = None,
                     progress: bool = True, utts: list[Utterance] | None = None) -> list[attn.CrossAttention]:
     """Cross-attention records (layers x heads x tokens x positions, with padding mass and
     entropy) of the first ``n`` utterances, from the store; ``utts`` passes prepared utterances."""
-    from .progress import bar as tqdm
+    from ..core.progress import bar as tqdm
 
     ctx = context(profile, cond)
     utts = utts if utts is not None else list(utterances(profile, cond, n))
@@ -195,7 +197,7 @@ def explain(profile: Profile, cond: Condition, kind_names: Sequence[str] | None 
 
     All kinds of one utterance explain the same tokens (checked).
     """
-    from .progress import bar as tqdm
+    from ..core.progress import bar as tqdm
 
     selected = [kinds.get(k) for k in kind_names] if kind_names is not None else kinds.selected(profile)
     n = profile.saliency_utterances if n is None else n
@@ -248,8 +250,8 @@ def reference_noise(profile: Profile, cond: Condition, item: Explained, target: 
 
     A reference stored without per-perturbation scores falls back to its one alternating
     split with a null of 0 (a warning says so)."""
-    from . import reliability
-    from .config import derive_seed
+    from ..evaluate import reliability
+    from ..core.config import derive_seed
 
     e = item[target]
     red = reducer if e.grid == "input" else None
@@ -284,7 +286,7 @@ def reference_noise(profile: Profile, cond: Condition, item: Explained, target: 
 
 def compare_grid(m: np.ndarray, reducer: str | None) -> np.ndarray:
     """A map on the comparison grid: reduced to encoder positions when ``reducer`` is given."""
-    from . import compare
+    from ..evaluate import compare
 
     return compare.reduce_to_encoder_grid(m, reducer) if reducer else np.asarray(m, dtype=np.float64)
 
@@ -302,7 +304,7 @@ def correlation(profile: Profile, cond: Condition, items: list[Explained], reduc
     rho, with bootstrap intervals over utterances from ``profile.min_utterances`` on.
     ``views`` restricts the views of layered kinds.
     """
-    from . import compare, reliability, verdicts
+    from ..evaluate import compare, reliability, verdicts
 
     if not items:
         return CorrelationTable()
@@ -351,7 +353,7 @@ def context_mixing(profile: Profile, cond: Condition, items: list[Explained], ki
     (difference of Fisher-z means) and disattenuated (each side null-corrected and divided
     by its own reference's corrected reliability), with paired bootstrap intervals over
     utterances from ``profile.min_utterances`` on (NaN where a reference is not estimable)."""
-    from . import reliability, verdicts
+    from ..evaluate import reliability, verdicts
 
     corr = corr if corr is not None else correlation(profile, cond, items, reducer, profile.normalization,
                                                      kind_names=[kind], views=[view])
@@ -372,7 +374,7 @@ def context_mixing(profile: Profile, cond: Condition, items: list[Explained], ki
     est = dis(np.arange(n))
     lo = hi = float("nan")
     if n >= profile.min_utterances and np.isfinite(est):
-        from . import compare
+        from ..evaluate import compare
 
         lo, hi = compare.resampled_interval(dis, n, profile.n_bootstrap, profile.seed)
     n_layers = items[0][kind].n_layers
@@ -400,9 +402,9 @@ def disattenuation_validation(profile: Profile, cond: Condition, target: str = "
     """
     import pandas as pd
 
-    from . import reliability
-    from .config import derive_seed
-    from .progress import bar
+    from ..evaluate import reliability
+    from ..core.config import derive_seed
+    from ..core.progress import bar
 
     grid = kinds.get(target).grid
     base = profile.spes_perturbations if grid == "input" else profile.spes_h_perturbations
@@ -456,7 +458,7 @@ def budget_rule_table(profile: Profile, corr: CorrelationTable, checks: Any = No
     """
     import pandas as pd
 
-    from . import reliability
+    from ..evaluate import reliability
 
     within: dict[tuple[str, str], float] = {}
     if checks is not None and len(checks):
@@ -504,7 +506,7 @@ def deletion_rankings(item: Explained, reducer: str = "max2d", reference_reducer
     pooled maps), random SLIC segments of the utterance's SM_X run (matched to
     full-resolution maps) and one single-cell ranking (the study's floor).
     """
-    from . import compare, deletion
+    from ..evaluate import compare, deletion
 
     u = item.utt
     T, F = u.n_frames, u.features.shape[0]
@@ -541,7 +543,7 @@ def deletion_model(profile: Profile, cond: Condition) -> LoadedModel:
     import copy
     import dataclasses
 
-    from .whisper_spes import torch_dtype
+    from ..explain.whisper_spes import torch_dtype
 
     loaded = model_for(profile, cond)
     model = copy.deepcopy(loaded.model).to(dtype=torch_dtype(profile.deletion_precision)).eval()
@@ -560,9 +562,9 @@ def deletion_curve_of(profile: Profile, cond: Condition, loaded: LoadedModel, u:
     ``memo`` keeps decodings by input across calls: the intact input (0 % deleted) and the
     all-deleted one (100 %) are the same for every ranking of an utterance and are decoded once.
     Returns ``percents``, ``wer``, ``n_deleted``, ``auc``, ``texts``, ``reference_text``."""
-    from . import deletion as dl
-    from .spes import floor_value
-    from .transcribe import decode_batch
+    from ..evaluate import deletion as dl
+    from ..explain.spes import floor_value
+    from ..models.transcribe import decode_batch
 
     memo = {} if memo is None else memo
     out_lang = cond.language if cond.task == "transcribe" else "en"
@@ -608,7 +610,7 @@ def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer:
     same decoder settings (so WER at 0 % is 0); :func:`deletion_curve_of`. AUC in WER-percent
     units (0-100); higher = more faithful.
     """
-    from .progress import bar as tqdm
+    from ..core.progress import bar as tqdm
 
     loaded = deletion_model(profile, cond)
     st = store(profile)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from .progress import bar as tqdm
+from ..core.progress import bar as tqdm
 
 from . import compare
 

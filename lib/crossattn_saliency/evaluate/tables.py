@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .explanations import View
+from ..explain.explanations import View
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import config
-from .explanations import Explanation, View
+from ..core import config
+from ..explain.explanations import Explanation, View
 
 __all__ = ["ClipError", "ClipExplanation", "DEFAULT_KINDS", "explain_clip", "load_clip_audio", "main"]
 
@@ -51,8 +51,8 @@ def load_clip_audio(audio: str | Path | np.ndarray, sampling_rate: int | None = 
     """``(samples, name)``: 16 kHz mono float32 samples of a file (any format and rate soundfile
     reads, mono or stereo) or of an array (``sampling_rate`` required; channels last are averaged),
     checked for Whisper (non-empty, finite, at most 30 s)."""
-    from . import transcribe
-    from .data import audio as audio_io
+    from ..models import transcribe
+    from ..data import audio as audio_io
 
     if isinstance(audio, (str, Path)):
         path = Path(audio)
@@ -133,7 +133,7 @@ class ClipExplanation:
     def figure(self, view: View | None = None, reducer: str | None = None, tokens: Sequence[int] | None = None) -> Any:
         """The spectrogram above every kind's map (one row per output token, each row on its own
         scale); ``tokens`` keeps only those token indices. Returns the matplotlib figure."""
-        from . import plots
+        from ..present import plots
 
         maps = self.maps(view, reducer)
         names = self.tokens
@@ -182,7 +182,7 @@ class ClipExplanation:
 
     def save(self, path: str | Path) -> Path:
         """Write one ``.npz`` (atomically): every kind's maps and halves plus JSON metadata."""
-        from . import cache
+        from ..core import cache
 
         arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float32)}
         kinds_meta = {}
@@ -206,7 +206,7 @@ class ClipExplanation:
     @classmethod
     def load(cls, path: str | Path) -> "ClipExplanation":
         """Read a file written by :meth:`save`."""
-        from . import cache
+        from ..core import cache
 
         try:
             arrays, meta = cache.read_npz(path)
@@ -254,11 +254,12 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
     profile : the run profile whose other settings apply (decoding beam, dtype, backend, reducer).
     cache : result store folder (default ``<assets>/clips``; ``config.assets_dir()``).
     """
-    from . import kinds as K
-    from . import models, reliability, transcribe
-    from .config import Condition, derive_seed
-    from .progress import say
-    from .store import ResultStore
+    from ..explain import kinds as K
+    from ..models import models, transcribe
+    from ..evaluate import reliability
+    from ..core.config import Condition, derive_seed
+    from ..core.progress import say
+    from ..run.store import ResultStore
 
     if task not in ("transcribe", "translate"):
         raise ClipError(f"task={task!r} is invalid: 'transcribe' or 'translate'")
@@ -326,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m crossattn_saliency explain CLIP [options]``."""
     import argparse
 
-    from . import kinds as K
+    from ..explain import kinds as K
 
     ap = argparse.ArgumentParser(prog="python -m crossattn_saliency explain",
                                  description="Explain one audio clip with a Whisper model: cross-attention, SPES "
@@ -359,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.out:
         print(f"wrote {res.save(a.out)}")
     if a.figure:
-        from . import plots
+        from ..present import plots
 
         fig = res.figure()
         stem = Path(a.figure)

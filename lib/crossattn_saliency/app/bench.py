@@ -36,11 +36,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import cache, config, transcribe
-from .backends import map_agreement
-from .spes import SpesParams, floor_value
-from .transcribe import teacher_forcing_inputs
-from .whisper_spes import WhisperSpes
+from ..core import cache, config
+from ..models import transcribe
+from ..explain.backends import map_agreement
+from ..explain.spes import SpesParams, floor_value
+from ..models.transcribe import teacher_forcing_inputs
+from ..explain.whisper_spes import WhisperSpes
 
 #: the default clip inside the pocketsphinx sdist (``data.POCKETSPHINX_SDIST``)
 CLIP_MEMBER = "test/data/librivox/sense_and_sensibility_01_austen_64kb-0890.wav"
@@ -49,7 +50,7 @@ CLIP_TEXT = "unless to be rather cold hearted and rather selfish is to be ill di
 
 def default_clip() -> Path:
     """The benchmark's default clip (5.3 s of read English, 16 kHz), fetched once."""
-    from . import data
+    from .. import data
 
     try:
         root = data.fetch_sdist(*data.POCKETSPHINX_SDIST, members=[str(Path(CLIP_MEMBER).parent), "LICENSE"])
@@ -109,7 +110,7 @@ def _sync(device: str) -> None:
 def bench_model(name: str, audio: np.ndarray, n_perturbations: int, batch_size: int, bare_batches: int,
                 device: str, seed: int = 0) -> dict[str, Any]:
     """All measurements for one model (see the module docstring)."""
-    from .models import load_model
+    from ..models.models import load_model
 
     lm = load_model(name)
     features, n_frames = transcribe.features(lm, audio, transcribe.SAMPLING_RATE, "bench")
@@ -167,7 +168,7 @@ def shared_encoder_cost(name: str, audio: np.ndarray, n_perturbations: int = 32,
     pass depends on the number of tokens, not on which they are). Reports the loop seconds per
     perturbation for each ``k``, its ratio to ``k`` separate runs (``k`` x the cost of one), and
     the share of one pass spent in the encoder (from a bare encoder timing)."""
-    from .models import load_model
+    from ..models.models import load_model
 
     lm = load_model(name)
     features, n_frames = transcribe.features(lm, audio, transcribe.SAMPLING_RATE, "bench")
@@ -236,8 +237,8 @@ def bench_backends(name: str, audio: np.ndarray, n_perturbations: int = 128, bat
     (``model(input_features, decoder_input_ids)``, the plain-script floor), and the split of one
     pass into encoder, decoder and projection; plus how the cost of a pass grows with the number
     of tokens, the batch size and the clip length (fastest faithful backend)."""
-    from . import backends
-    from .models import load_model
+    from ..explain import backends
+    from ..models.models import load_model
 
     lm = load_model(name)
     features, n_frames = transcribe.features(lm, audio, transcribe.SAMPLING_RATE, "bench")
@@ -250,7 +251,7 @@ def bench_backends(name: str, audio: np.ndarray, n_perturbations: int = 128, bat
                            "n_perturbations": n_perturbations, "rows": []}
     maps, prepared = {}, {}
     for backend, dtype in runs:
-        from .whisper_spes import backend_available
+        from ..explain.whisper_spes import backend_available
 
         if not backend_available(backend):
             continue
@@ -309,7 +310,7 @@ def _scaling(ws: WhisperSpes, lm: Any, audio: np.ndarray, prompt: Sequence[int],
 
 def backends_to_markdown(results: Sequence[dict[str, Any]], machine: str) -> str:
     """Markdown tables of :func:`bench_backends` results."""
-    from . import backends
+    from ..explain import backends
 
     lines = ["# SPES backends: throughput and faithfulness on the same masks", "",
              f"Machine: {machine}. SM_X of one clip per model, batch {results[0]['batch_size']}, "
@@ -399,7 +400,7 @@ def deletion_precision(profile: str = "default", conditions: Sequence[str] | Non
     :func:`pipeline.deletion_curve_of` with the model in that dtype (nothing stored). One row per
     curve and dtype: ``auc`` (WER-percent units), ``seconds`` (decoding time of the curve),
     ``decodes`` (distinct inputs decoded), ``texts`` (the outputs along the curve)."""
-    from . import pipeline
+    from ..run import pipeline
 
     cfg = config.get_profile(profile)
     names = list(conditions) if conditions else [c.name for c in cfg.saliency_conditions_list()]
@@ -458,7 +459,7 @@ def run(out: str | Path, models: Sequence[str] = ("whisper-tiny.en", "whisper-ba
     """Run the benchmark and write ``bench.json`` and ``bench.md`` into ``out``."""
     import transformers
 
-    from . import data
+    from .. import data
 
     clip = Path(audio) if audio else default_clip()
     samples = data.read_audio(clip)  # 16 kHz mono float32
@@ -517,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(md)
         return
     if a.backends:
-        from . import data
+        from .. import data
 
         samples = data.read_audio(Path(a.audio) if a.audio else default_clip())
         res = [bench_backends(m, samples, a.n_perturbations, a.batch_size, a.device, a.seed) for m in a.models]
@@ -533,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(md)
         return
     if a.shared_encoder:
-        from . import data
+        from .. import data
 
         samples = data.read_audio(Path(a.audio) if a.audio else default_clip())
         dtype = "bfloat16" if config.native_bf16(a.device) else "float32"

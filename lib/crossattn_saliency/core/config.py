@@ -32,7 +32,7 @@ def repo_root() -> Path:
     """The compendium's root folder (holds ``notebooks/`` and ``results/``)."""
     if os.environ.get(ENV_ROOT):
         return Path(os.environ[ENV_ROOT]).resolve()
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[3]
     if (here / "notebooks").is_dir() or (here / "Makefile").is_file():
         return here
     return Path.cwd().resolve()

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from .explanations import Explanation
-from .store import ResultStore
+from ..run.store import ResultStore
 
 if TYPE_CHECKING:
-    from .config import Condition, Profile
-    from .models import LoadedModel
-    from .transcribe import Utterance
+    from ..core.config import Condition, Profile
+    from ..models.models import LoadedModel
+    from ..models.transcribe import Utterance
 
 
 @dataclass
@@ -176,7 +176,7 @@ def spes_record_params(profile: "Profile", grid: str, n_perturbations: int | Non
     names independent repeats of the same map); without, the profile's seed is shown.
     ``settings`` replaces fields of the study's :class:`~.spes.SpesParams` (validated)."""
     from .backends import resolve
-    from .config import derive_seed
+    from ..core.config import derive_seed
 
     params = spes_params(profile, grid, n_perturbations)
     if settings:
@@ -220,7 +220,7 @@ def backend_check(ctx: Context, utt: "Utterance", ws: Any) -> Any:
     (computed on ``utt`` the first time, and kept whichever utterance a later condition starts
     with: one check per model); raises :class:`~.backends.BackendRefused` if unfaithful."""
     from . import backends
-    from .progress import say
+    from ..core.progress import say
 
     p = ctx.profile
     params = {"n_perturbations": backends.CHECK_PERTURBATIONS, "seed": p.seed,
@@ -257,7 +257,7 @@ def spes_record(ctx: Context, utt: "Utterance", grid: str, n_perturbations: int 
     params = SpesParams.from_dict({k: v for k, v in wanted.items()
                                    if k not in ("kind", "dtype", "snapshots", "keeps", "backend")})
 
-    from .progress import to_terminal
+    from ..core.progress import to_terminal
 
     save = lambda obj, path: obj.save(path)  # noqa: E731
 
@@ -303,7 +303,7 @@ def _pending_siblings(ctx: Context, utt: "Utterance", section: str, wanted: dict
 
 def spes_explanation(ctx: Context, utt: "Utterance", name: str, res: Any) -> Explanation:
     """A stored SPES result as the :class:`~.explanations.Explanation` of kind ``name``."""
-    from .transcribe import token_strings
+    from ..models.transcribe import token_strings
 
     return Explanation.from_hypothesis(
         name, utt.utt_id, res.token_ids, token_strings(ctx.model, res.token_ids),
@@ -336,7 +336,7 @@ def _gradient_kind(name: str, method: str, grid: str) -> Callable[[Context, "Utt
         import time
 
         from . import gradients
-        from .transcribe import token_strings
+        from ..models.transcribe import token_strings
 
         params = gradient_params(ctx.profile, method, grid)
 

@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-from .progress import bar as tqdm
+from ..core.progress import bar as tqdm
 
 __all__ = [
     "ForwardFn", "SCORERS", "SpesParams", "SegmentStats", "SpesRun", "SpesDesign", "MaskSampler", "Spes",

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import config, progress
+from ..core import config, progress
 
 
 def find_notebook(number: str) -> Path:

@@ -19,9 +19,9 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from . import cache
-from .models import LoadedModel
-from .transcribe import Hypothesis, teacher_forcing_inputs
+from ..core import cache
+from ..models.models import LoadedModel
+from ..models.transcribe import Hypothesis, teacher_forcing_inputs
 
 #: A named aggregation: "all", "alignment", ("layer", l), ("head", l, h), ("last", k),
 #: or an explicit list of (layer, head) pairs.
@@ -179,7 +179,7 @@ def extract(loaded: LoadedModel, feats: np.ndarray, hyp: Hypothesis) -> CrossAtt
 def from_rows(loaded: LoadedModel, hyp: Hypothesis, rows: np.ndarray, params: dict[str, Any]) -> CrossAttention:
     """A :class:`CrossAttention` from full rows ``layers x heads x tokens x 1500`` (each summing
     to 1): the speech positions kept, the padding mass and the entropy of each full row recorded."""
-    from .transcribe import token_strings
+    from ..models.transcribe import token_strings
 
     t_speech = int(math.ceil(hyp.n_frames / loaded.info.subsampling))
     entropy = -(rows * np.log(np.clip(rows.astype(np.float64), 1e-30, None))).sum(-1)

@@ -16,7 +16,7 @@ import numpy as np
 from .models import LoadedModel
 
 if TYPE_CHECKING:
-    from .store import ResultStore
+    from ..run.store import ResultStore
 
 SAMPLING_RATE = 16000
 #: Whisper's feature hop: 10 ms at 16 kHz
@@ -170,7 +170,7 @@ def transcribe_set(loaded: LoadedModel, utterances: Iterable[dict[str, Any]], la
     never decoded again (an interrupted run resumes), and a record made with other
     parameters is recomputed with a warning naming them (or raises, per the store).
     """
-    from .progress import bar as tqdm
+    from ..core.progress import bar as tqdm
 
     params = hypothesis_params(loaded, language, task, beam_size)
     out = []

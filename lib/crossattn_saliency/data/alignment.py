@@ -106,8 +106,8 @@ def spoken_alignment(row: dict[str, Any]) -> Words:
     timings, where the engine cannot tell the words apart, or where the new synthesis is not
     sample for sample the row's audio (then the timings would describe other audio: rebuild the
     set)."""
-    from .data import DataError
-    from .data.tts import FestivalTTS, PiperTTS
+    from . import DataError
+    from .tts import FestivalTTS, PiperTTS
 
     speaker = str(row.get("speaker", ""))
     if not row.get("synthetic") or speaker not in SPOKEN_BY:

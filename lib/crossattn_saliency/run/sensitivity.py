@@ -20,9 +20,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import kinds, pipeline, reliability
-from .config import Condition, Profile
-from .explanations import View
+from ..explain import kinds
+from . import pipeline
+from ..evaluate import reliability
+from ..core.config import Condition, Profile
+from ..explain.explanations import View
 
 __all__ = ["SETTINGS", "STUDY", "REPEAT", "setting_overrides", "kind_name", "explain_settings", "sensitivity_table",
            "agreement_matrix", "agreement_intervals", "TokenBootstrap"]
@@ -53,7 +55,7 @@ def setting_overrides(setting: str | Mapping[str, Any], grid: str) -> dict[str, 
     validated for ``grid`` (``"input"``: SM_X, ``"encoder"``: SM_H). Raises ``ValueError`` naming
     the problem: an unknown setting, a field that does not apply to SM_H, or a bad value
     (e.g. ``p_occlude`` outside (0, 1), an unknown occlusion mode or score)."""
-    from .spes import SpesParams
+    from ..explain.spes import SpesParams
 
     if isinstance(setting, str):
         if setting not in SETTINGS:
@@ -93,7 +95,7 @@ def explain_settings(profile: Profile, cond: Condition, items: list[pipeline.Exp
     ``SM_H@<setting>`` (settings that do not apply to a grid are skipped; the study's setting is
     the item's own SM_X / SM_H). Each map draws its own masks (seed tag = the setting's name), so
     two settings' maps are independent estimates; computed once and stored."""
-    from .progress import bar
+    from ..core.progress import bar
 
     ctx = pipeline.context(profile, cond)
     todo = [(it, s, g) for it in items for g in grids for s in settings if s != STUDY and applies(s, g)]
@@ -121,7 +123,7 @@ class TokenBootstrap:
         self._weights: list[np.ndarray] | None = None
 
     def _norm(self, m: np.ndarray) -> np.ndarray:
-        from . import compare
+        from ..evaluate import compare
 
         return compare.normalize(np.asarray(m, dtype=np.float64), self.profile.normalization)
 
@@ -136,7 +138,7 @@ class TokenBootstrap:
     def noise(self, j: int, name: str) -> reliability.NoiseMoments:
         key = (j, name)
         if key not in self._noise:
-            from .config import derive_seed
+            from ..core.config import derive_seed
 
             p, it = self.profile, self.items[j]
             e = it[name]
@@ -236,7 +238,7 @@ def agreement_matrix(profile: Profile, cond: Condition, items: list[pipeline.Exp
 
     names = [kind_name(base, s) for s in settings if kind_name(base, s) in items[0].explanations]
     labels = [n.split("@")[-1] if "@" in n else STUDY for n in names]
-    from .tables import CorrelationTable
+    from ..evaluate.tables import CorrelationTable
 
     corr = CorrelationTable()
     for b in names:  # each map as the reference of the others: its own null and reliability
@@ -274,7 +276,7 @@ def agreement_intervals(profile: Profile, cond: Condition, items: list[pipeline.
     """
     import pandas as pd
 
-    from .progress import bar
+    from ..core.progress import bar
 
     names = [kind_name(base, s) for s in settings if kind_name(base, s) in items[0].explanations]
     label = {n: (n.split("@")[-1] if "@" in n else STUDY) for n in names}

@@ -32,11 +32,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import cache, config
+from ..core import cache, config
 # the CTranslate2 reader; ModelError and CorruptModelFile are defined there (the lowest layer) and are
 # part of this module's API too: load_model raises them
-from .ct2 import (SCALAR_SETTINGS, CorruptModelFile, ModelError, ct2_to_transformers_state, n_layers,
-                  read_ct2_model, unaccounted_variables)
+from .ct2 import SCALAR_SETTINGS, CorruptModelFile, ModelError, ct2_to_transformers_state, n_layers, read_ct2_model, unaccounted_variables
 
 # --------------------------------------------------------------------------- registry
 

@@ -25,8 +25,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from . import config, kinds, pipeline
-from .config import Profile
+from ..core import config
+from ..explain import kinds
+from . import pipeline
+from ..core.config import Profile
 
 __all__ = ["EXECUTORS", "Job", "jobs_for", "run_job", "run"]
 
@@ -98,7 +100,7 @@ def run(profile: Profile, jobs: Sequence[Job] | None = None, executor: str | Non
         progress: bool = True, max_retries: int = 3) -> list[dict[str, Any]]:
     """Run ``jobs`` (default: :func:`jobs_for` the profile) on ``executor`` (default:
     ``profile.executor``). Local: in this process, in order. Ray: one task per pending job."""
-    from .progress import bar, say
+    from ..core.progress import bar, say
 
     executor = executor or profile.executor
     if executor not in EXECUTORS:

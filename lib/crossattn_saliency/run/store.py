@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
-from . import cache
+from ..core import cache
 
 T = TypeVar("T")
 
