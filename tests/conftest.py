@@ -19,16 +19,16 @@ def pytest_configure(config):
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Whisper (2+2 layers, d_model 8, real tiny.en tokenizer) as a
     ``transformers`` folder, made by writing a CTranslate2 file and converting it."""
-    from crossattn_saliency.models import models
+    from crossattn_saliency.models import loading
     from test_models import _tiny_ct2_folder
 
     tmp = tmp_path_factory.mktemp("tiny")
     folder, _ = _tiny_ct2_folder(tmp)
-    return models.convert_ct2_whisper([folder / "model.bin"], folder, tmp / "hf")
+    return loading.convert_ct2_whisper([folder / "model.bin"], folder, tmp / "hf")
 
 
 @pytest.fixture(scope="session")
 def tiny_loaded(tiny_model_dir):
-    from crossattn_saliency.models import models
+    from crossattn_saliency.models import loading
 
-    return models.load_model(str(tiny_model_dir))
+    return loading.load_model(str(tiny_model_dir))

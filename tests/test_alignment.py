@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from crossattn_saliency.data import alignment
-from crossattn_saliency.run import downstream
+from crossattn_saliency.run import timing
 from crossattn_saliency.present import report
 from crossattn_saliency.evaluate import timestamps
 from crossattn_saliency.data import DataError, SAMPLING_RATE
@@ -103,11 +103,11 @@ def test_disagreement_floor_and_report_keep_real_and_synthetic_apart():
         {"set": "en-tts", "utterance": "c", "reference": "piper", "synthetic": True, "independent": True,
          "words": 5, "matched": 5, "start median (ms)": 40.0},
     ])
-    assert downstream.disagreement_floor(d) == 10.0                   # real speech, independent pairs only
-    assert downstream.disagreement_floor(d, "en-tts") == 40.0
-    assert downstream.disagreement_floor(d.iloc[1:2]) is None
-    timing = pd.DataFrame(columns=["condition", "kind", "view", "utterances", "words"])
-    text = report.downstream_section(timing, d, {}, "tables")
+    assert timing.disagreement_floor(d) == 10.0                   # real speech, independent pairs only
+    assert timing.disagreement_floor(d, "en-tts") == 40.0
+    assert timing.disagreement_floor(d.iloc[1:2]) is None
+    timing_rows = pd.DataFrame(columns=["condition", "kind", "view", "utterances", "words"])
+    text = report.downstream_section(timing_rows, d, {}, "tables")
     assert "median of 10 ms at word starts (1 recordings, 10 words)" in text
     assert "On `en-tts` the reference is the TTS engine's own timing" in text and "median of 40 ms" in text
     assert timestamps.boundary_errors([("a", 0.0, 1.0)], [("a", 0.1, 1.0)])["start_ms"][0] == pytest.approx(100)

@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 
 from crossattn_saliency.explain import attention
-from crossattn_saliency.models import transcribe
+from crossattn_saliency.evaluate.views import View
+from crossattn_saliency.models import decoding
 
 
 @pytest.fixture(scope="module")
 def ca_and_full(tiny_loaded):
     rng = np.random.default_rng(0)
     audio = (rng.standard_normal(int(1.23 * 16000)) * 0.1).astype(np.float32)
-    feats, n = transcribe.features(tiny_loaded, audio)
-    hyp = transcribe.Hypothesis("u", tuple(tiny_loaded.prompt_ids()), (11, 12, 13, 14, 50256), "", n)
+    feats, n = decoding.features(tiny_loaded, audio)
+    hyp = decoding.Hypothesis("u", tuple(tiny_loaded.prompt_ids()), (11, 12, 13, 14, 50256), "", n)
     logits, full = attention.forced_decoding(tiny_loaded, feats, hyp)
     return attention.extract(tiny_loaded, feats, hyp), full, logits, hyp
 
@@ -40,15 +41,15 @@ def test_rows_sum_to_one_before_cropping(ca_and_full):
 def test_aggregation_equals_hand_computed_mean(ca_and_full):
     ca, *_ = ca_and_full
     w = ca.weights
-    np.testing.assert_allclose(ca.aggregate("all"), w.mean(axis=(0, 1)), rtol=1e-6)
-    np.testing.assert_allclose(ca.aggregate(("layer", 1)), (w[1, 0] + w[1, 1]) / 2, rtol=1e-6)
-    np.testing.assert_allclose(ca.aggregate(("head", 0, 1)), w[0, 1])
-    np.testing.assert_allclose(ca.aggregate(("last", 1)), w[1].mean(0), rtol=1e-6)
-    np.testing.assert_allclose(ca.aggregate([(0, 0), (1, 1)]), (w[0, 0] + w[1, 1]) / 2, rtol=1e-6)
-    with pytest.raises(ValueError, match="out of range"):
-        ca.aggregate([(5, 0)])
-    with pytest.raises(ValueError, match="unknown view"):
-        ca.aggregate("everything")
+    np.testing.assert_allclose(ca.aggregate(View("all")), w.mean(axis=(0, 1)), rtol=1e-6)
+    np.testing.assert_allclose(ca.aggregate(), w.mean(axis=(0, 1)), rtol=1e-6)
+    np.testing.assert_allclose(ca.aggregate(View("layer", layer=1)), (w[1, 0] + w[1, 1]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(ca.aggregate(View("head", layer=0, head=1)), w[0, 1])
+    np.testing.assert_allclose(ca.aggregate(View("last", n=1)), w[1].mean(0), rtol=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        ca.aggregate(View("head", layer=5, head=0))
+    with pytest.raises(ValueError, match="view scope"):
+        ca.aggregate(View("everything"))
 
 
 def test_entropy_and_save_load_round_trip(ca_and_full, tmp_path):

@@ -6,8 +6,9 @@ import pytest
 import soundfile as sf
 
 from crossattn_saliency import data
-from crossattn_saliency.models import transcribe
-from crossattn_saliency.app.clip import ClipError, ClipExplanation, explain_clip, main
+from crossattn_saliency.models import decoding
+from crossattn_saliency.app.clip import ClipError, explain_clip, main
+from crossattn_saliency.explain.explanation import Explained
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ def test_a_real_clip_is_explained_from_the_command_line_and_from_python(clip_fil
                  "--profile", "smoke", "--cache", str(cache), "--out", str(out), "--figure", str(fig)]) == 0
     printed = capsys.readouterr().out
     assert "reliability" in printed and out.is_file() and fig.stat().st_size > 10_000
-    back = ClipExplanation.load(out)
+    back = Explained.load(out)
     assert back.text.lower().startswith("and") or len(back.tokens) >= 5
     assert set(back.explanations) == {"CA", "SM_X", "SM_H"} and set(back.reliability) == {"SM_X", "SM_H"}
     ca, sm_x, sm_h = (back.explanations[k] for k in ("CA", "SM_X", "SM_H"))
@@ -48,16 +49,16 @@ def test_a_real_clip_is_explained_from_the_command_line_and_from_python(clip_fil
         np.testing.assert_array_equal(e.maps, back.explanations[k].maps)
         if e.halves is not None:
             np.testing.assert_array_equal(e.halves[0], back.explanations[k].halves[0])
-    np.testing.assert_array_equal(res.features, back.features)
+    np.testing.assert_array_equal(res.utt.features, back.utt.features)
     assert res.reliability == pytest.approx(back.reliability)
     # a round trip of the Python result is exact too
-    again = ClipExplanation.load(res.save(tmp_path / "again.npz"))
+    again = Explained.load(res.save(tmp_path / "again.npz"))
     for k, e in res.explanations.items():
         np.testing.assert_array_equal(e.maps, again.explanations[k].maps)
     # a given transcript is explained as forced output
     forced = explain_clip(clip_file, model="whisper-tiny.en", transcript="Hello world", kinds=["CA"], cache=cache,
                           progress=False, **SMOKE)
-    assert forced.forced and forced.text == "Hello world" and len(forced.tokens) == 2
+    assert forced.info["forced"] and forced.text == "Hello world" and len(forced.tokens) == 2
 
 
 def _silent(path, seconds, rate=16000):
@@ -113,6 +114,6 @@ def test_an_array_at_another_rate_is_resampled(clip_file):
     samples, rate = sf.read(clip_file, dtype="float32")
     got, _ = load_clip_audio(samples, rate)
     want = data.read_audio(clip_file)
-    assert abs(len(got) - len(want)) <= 2 and transcribe.SAMPLING_RATE == 16000
+    assert abs(len(got) - len(want)) <= 2 and decoding.SAMPLING_RATE == 16000
     with pytest.raises(ClipError, match="sampling_rate"):
         load_clip_audio(samples)

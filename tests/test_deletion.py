@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency.evaluate import compare, deletion
+from crossattn_saliency.evaluate import correlate, grids, deletion, floors
 
 N_MEL, N_SPEECH, N_TOTAL = 8, 30, 50  # speech frames, then padding frames
 OCCLUDE = -7.0
@@ -100,17 +100,17 @@ def test_ties_are_broken_by_a_seeded_random_order():
 
 def test_utterance_ranking_map_averages_token_normalized_maps():
     maps = np.random.default_rng(0).normal(size=(3, N_SPEECH, N_MEL)) * np.array([1, 100, 0.01])[:, None, None]
-    r = deletion.utterance_ranking_map(maps)
+    r = deletion.utterance_ranking_map(maps, "token_z")
     assert r.shape == (N_SPEECH, N_MEL)
-    assert np.allclose(r, compare.normalize(maps, "token_z").mean(0))
-    assert deletion.utterance_ranking_map(maps[:, :, 0]).shape == (N_SPEECH,)  # I x T' -> T'
+    assert np.allclose(r, correlate.normalize(maps, "token_z").mean(0))
+    assert deletion.utterance_ranking_map(maps[:, :, 0], "token_z").shape == (N_SPEECH,)  # I x T' -> T'
     with pytest.raises(ValueError, match="no tokens"):
-        deletion.utterance_ranking_map(np.zeros((0, 4)))
+        deletion.utterance_ranking_map(np.zeros((0, 4)), "token_z")
 
 
 def test_random_ranking_is_seeded():
-    assert np.array_equal(deletion.random_ranking((4, 3), 1), deletion.random_ranking((4, 3), 1))
-    assert not np.array_equal(deletion.random_ranking((4, 3), 1), deletion.random_ranking((4, 3), 2))
+    assert np.array_equal(floors.random_ranking((4, 3), 1), floors.random_ranking((4, 3), 1))
+    assert not np.array_equal(floors.random_ranking((4, 3), 1), floors.random_ranking((4, 3), 2))
 
 
 # --------------------------------------------------------------------------- curves
@@ -127,7 +127,7 @@ def _curve(score, step=5, **kw):
 
 def test_a_curve_decoded_in_one_call_is_the_same_curve():
     imp = _important().astype(float)
-    score = imp + 0.01 * deletion.random_ranking(imp.shape, 5)
+    score = imp + 0.01 * floors.random_ranking(imp.shape, 5)
     one_by_one, dec = _curve(score, step=10)
     calls = []
 
@@ -142,8 +142,8 @@ def test_a_curve_decoded_in_one_call_is_the_same_curve():
 
 def test_perfect_ranking_beats_random_which_beats_inverted():
     imp = _important().astype(float)
-    perfect, _ = _curve(imp + 0.01 * deletion.random_ranking(imp.shape, 5))
-    rand, _ = _curve(deletion.random_ranking(imp.shape, 6))
+    perfect, _ = _curve(imp + 0.01 * floors.random_ranking(imp.shape, 5))
+    rand, _ = _curve(floors.random_ranking(imp.shape, 6))
     inverted, _ = _curve(-imp)
     assert perfect.auc > 85 and 35 < rand.auc < 65 and inverted.auc < 15
     assert perfect.auc > rand.auc > inverted.auc
@@ -157,7 +157,7 @@ def test_perfect_ranking_beats_random_which_beats_inverted():
 
 
 def test_curve_percents_end_at_100_and_identical_inputs_decode_once():
-    score = deletion.random_ranking((N_SPEECH, N_MEL), 0)
+    score = floors.random_ranking((N_SPEECH, N_MEL), 0)
     curve, dec = _curve(score, step=30)
     assert curve.percents.tolist() == [0, 30, 60, 90, 100]
     # 0.1% steps of 240 cells repeat counts: decode only once per distinct count
@@ -169,12 +169,12 @@ def test_curve_percents_end_at_100_and_identical_inputs_decode_once():
 def test_ca_ranking_expanded_to_input_grid_finds_what_the_decoder_needs():
     # a cross-attention map (I x T') that attends where the fake decoder's important cells are:
     # each encoder position scores the important cells of its 2 input frames, plus per-token noise
-    t_enc = compare.encoder_length(N_SPEECH)
+    t_enc = grids.encoder_length(N_SPEECH)
     per_frame = _important().sum(axis=1).astype(float)  # frames
     per_pos = np.add.reduceat(per_frame, np.arange(0, N_SPEECH, 2))  # T'
     assert per_pos.shape == (t_enc,) and per_pos.std() > 0
     ca = per_pos[None] + 0.1 * np.random.default_rng(0).random((4, t_enc))
-    score = compare.expand_to_input_grid(deletion.utterance_ranking_map(ca), N_SPEECH, N_MEL)
+    score = grids.expand_to_input_grid(deletion.utterance_ranking_map(ca, "token_z"), N_SPEECH, N_MEL)
     informed, _ = _curve(score, step=10)
     reverse, _ = _curve(-score, step=10)
     for c in (informed, reverse):
@@ -190,7 +190,7 @@ def test_ca_ranking_expanded_to_input_grid_finds_what_the_decoder_needs():
 
 
 def test_wer_is_clipped_and_custom_wer_fn_is_a_fraction():
-    score = deletion.random_ranking((N_SPEECH, N_MEL), 0)
+    score = floors.random_ranking((N_SPEECH, N_MEL), 0)
     curve, _ = _curve(score, step=50, wer_fn=lambda ref, hyp: 3.0)
     assert np.all(curve.wer == 100.0)
     curve, _ = _curve(score, step=50, wer_fn=lambda ref, hyp: 0.25)
@@ -226,24 +226,24 @@ def test_default_wer_is_metrics_wer_without_normalization_as_a_fraction():
 
 def test_random_encoder_columns_are_constant_within_each_column():
     for n_frames in (30, 31):  # the last column of an odd length has one frame
-        a = deletion.random_encoder_columns(n_frames, N_MEL, seed=3)
+        a = floors.random_encoder_columns(n_frames, N_MEL, seed=3)
         assert a.shape == (n_frames, N_MEL) and a.dtype == np.float64
         assert np.all((a >= 0) & (a < 1))
         assert np.all(a == a[:, :1])  # constant over mel
         cols = a[:, 0]
-        t_enc = compare.encoder_length(n_frames)
+        t_enc = grids.encoder_length(n_frames)
         per_pos = cols[::2]
         assert per_pos.size == t_enc and np.unique(per_pos).size == t_enc  # one value per encoder position
         assert np.array_equal(np.repeat(per_pos, 2)[:n_frames], cols)  # frames 2p and 2p+1 share position p
-        assert np.array_equal(a, deletion.random_encoder_columns(n_frames, N_MEL, seed=3))
-        assert not np.array_equal(a, deletion.random_encoder_columns(n_frames, N_MEL, seed=4))
+        assert np.array_equal(a, floors.random_encoder_columns(n_frames, N_MEL, seed=3))
+        assert not np.array_equal(a, floors.random_encoder_columns(n_frames, N_MEL, seed=4))
     # the draw is the documented one: default_rng(seed).random(T') spread with expand_to_input_grid
-    expected = compare.expand_to_input_grid(np.random.default_rng(9).random(15), 30, N_MEL)
-    assert np.array_equal(deletion.random_encoder_columns(30, N_MEL, 9), expected)
-    b = deletion.random_encoder_columns(12, 4, seed=0, factor=3)
+    expected = grids.expand_to_input_grid(np.random.default_rng(9).random(15), 30, N_MEL)
+    assert np.array_equal(floors.random_encoder_columns(30, N_MEL, 9), expected)
+    b = floors.random_encoder_columns(12, 4, seed=0, factor=3)
     assert b.shape == (12, 4) and np.unique(b).size == 4
     with pytest.raises(ValueError, match="n_frames"):
-        deletion.random_encoder_columns(0, N_MEL, 0)
+        floors.random_encoder_columns(0, N_MEL, 0)
 
 
 def _two_levels():
@@ -259,10 +259,10 @@ def _two_levels():
 
 def test_random_segments_follow_the_segment_structure_and_rank_never_occluded_cells_last():
     labels = _two_levels()
-    a = deletion.random_segments(labels, seed=5)
+    a = floors.random_segments(labels, seed=5)
     assert a.shape == (12, 6) and a.dtype == np.float64
-    assert np.array_equal(a, deletion.random_segments(labels, seed=5))
-    assert not np.array_equal(a, deletion.random_segments(labels, seed=6))
+    assert np.array_equal(a, floors.random_segments(labels, seed=5))
+    assert not np.array_equal(a, floors.random_segments(labels, seed=6))
     # constant on every set of cells that share the same segment at every level, distinct across sets
     keys = np.stack(labels, axis=-1).reshape(-1, 2)
     flat = a.ravel()
@@ -282,64 +282,64 @@ def test_random_segments_follow_the_segment_structure_and_rank_never_occluded_ce
     order = deletion.deletion_order(a, seed=0)
     assert set(order[-6:].tolist()) == set(np.ravel_multi_index((np.full(6, 11), np.arange(6)), a.shape).tolist())
     # a single level: exactly its segments' values
-    one = deletion.random_segments(labels[1:], seed=2)
+    one = floors.random_segments(labels[1:], seed=2)
     assert np.unique(one[:11]).size == len(np.unique(labels[1][:11]))
 
 
 def test_random_segments_reject_bad_labels():
     labels = _two_levels()
     with pytest.raises(ValueError, match="empty"):
-        deletion.random_segments([], 0)
+        floors.random_segments([], 0)
     with pytest.raises(ValueError, match="one shape"):
-        deletion.random_segments([labels[0], labels[1][:5]], 0)
+        floors.random_segments([labels[0], labels[1][:5]], 0)
     with pytest.raises(ValueError, match="integers"):
-        deletion.random_segments([labels[0].astype(float)], 0)
+        floors.random_segments([labels[0].astype(float)], 0)
     with pytest.raises(ValueError, match=">= -1"):
-        deletion.random_segments([labels[0] - 5], 0)
+        floors.random_segments([labels[0] - 5], 0)
 
 
 def test_matched_random_ranking_picks_the_floor_of_each_variant():
     labels = _two_levels()
-    cols = deletion.random_encoder_columns(12, 6, 7)
-    assert np.array_equal(deletion.matched_random_ranking("expanded", 12, 6, 7), cols)
-    assert np.array_equal(deletion.matched_random_ranking("pooled max2d", 12, 6, 7), cols)
-    assert np.array_equal(deletion.matched_random_ranking("pooled mean2d", 12, 6, 7), cols)
-    assert np.array_equal(deletion.matched_random_ranking("full", 12, 6, 7, labels=labels),
-                          deletion.random_segments(labels, 7))
-    assert np.array_equal(deletion.matched_random_ranking("cells", 12, 6, 7), deletion.random_ranking((12, 6), 7))
+    cols = floors.random_encoder_columns(12, 6, 7)
+    assert np.array_equal(floors.matched_random_ranking("expanded", 12, 6, 7), cols)
+    assert np.array_equal(floors.matched_random_ranking("pooled max2d", 12, 6, 7), cols)
+    assert np.array_equal(floors.matched_random_ranking("pooled mean2d", 12, 6, 7), cols)
+    assert np.array_equal(floors.matched_random_ranking("full", 12, 6, 7, labels=labels),
+                          floors.random_segments(labels, 7))
+    assert np.array_equal(floors.matched_random_ranking("cells", 12, 6, 7), floors.random_ranking((12, 6), 7))
     with pytest.raises(ValueError, match=r"labels=spes\.slic_levels"):
-        deletion.matched_random_ranking("full", 12, 6, 7)
+        floors.matched_random_ranking("full", 12, 6, 7)
     with pytest.raises(ValueError, match="frames x mel"):
-        deletion.matched_random_ranking("full", 13, 6, 7, labels=labels)
+        floors.matched_random_ranking("full", 13, 6, 7, labels=labels)
     with pytest.raises(ValueError, match="unknown ranking variant 'random'.*cells.*expanded.*full"):
-        deletion.matched_random_ranking("random", 12, 6, 7)
+        floors.matched_random_ranking("random", 12, 6, 7)
 
 
 def test_baseline_seeds_are_distinct_reproducible_and_keyed():
-    s = deletion.baseline_seeds(0, "utt-1", "expanded", 10)
+    s = floors.baseline_seeds(0, "utt-1", "expanded", 10)
     assert len(s) == len(set(s)) == 10 and all(isinstance(x, int) and x >= 0 for x in s)
-    assert s == deletion.baseline_seeds(0, "utt-1", "expanded", 10)
-    assert deletion.baseline_seeds(0, "utt-1", "expanded", 3) == s[:3]  # more draws extend, never reshuffle
-    others = [deletion.baseline_seeds(1, "utt-1", "expanded", 10), deletion.baseline_seeds(0, "utt-2", "expanded", 10),
-              deletion.baseline_seeds(0, "utt-1", "full", 10)]
+    assert s == floors.baseline_seeds(0, "utt-1", "expanded", 10)
+    assert floors.baseline_seeds(0, "utt-1", "expanded", 3) == s[:3]  # more draws extend, never reshuffle
+    others = [floors.baseline_seeds(1, "utt-1", "expanded", 10), floors.baseline_seeds(0, "utt-2", "expanded", 10),
+              floors.baseline_seeds(0, "utt-1", "full", 10)]
     for o in others:
         assert not set(o) & set(s)
     # stable across processes (Python's hash() is salted per process; these must not be)
     import subprocess
     import sys
 
-    code = ("from crossattn_saliency.evaluate import deletion; "
-            "print(deletion.baseline_seeds(0, 'utt-1', 'expanded', 10))")
+    code = ("from crossattn_saliency.evaluate import floors; "
+            "print(floors.baseline_seeds(0, 'utt-1', 'expanded', 10))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123", "OMP_NUM_THREADS": "1",
                               "PYTHONPATH": ":".join(p for p in sys.path if p)})
     assert out.stdout.strip() == str(s)
     with pytest.raises(ValueError, match="n_draws"):
-        deletion.baseline_seeds(0, "u", "expanded", 0)
+        floors.baseline_seeds(0, "u", "expanded", 0)
 
 
 def test_baseline_gap_arithmetic_and_shape_errors():
-    g = deletion.baseline_gap([50.0, 20.0, 30.0], [[30.0, 40.0, 50.0], [20.0, 20.0, 20.0], [40.0, 30.0, 35.0]])
+    g = floors.baseline_gap([50.0, 20.0, 30.0], [[30.0, 40.0, 50.0], [20.0, 20.0, 20.0], [40.0, 30.0, 35.0]])
     assert np.allclose(g.random_mean, [40.0, 20.0, 35.0])
     assert np.allclose(g.random_sd, [10.0, 0.0, 5.0])  # sample sd (ddof=1)
     assert np.allclose(g.gap, [10.0, 0.0, -5.0]) and np.allclose(g.auc, [50.0, 20.0, 30.0])
@@ -347,20 +347,20 @@ def test_baseline_gap_arithmetic_and_shape_errors():
     assert g.as_dict()["mean_gap"] == pytest.approx(g.mean_gap)
     with pytest.raises(Exception):
         g.gap = np.zeros(3)  # frozen
-    one = deletion.baseline_gap([10.0, 12.0], [[4.0], [6.0]])
+    one = floors.baseline_gap([10.0, 12.0], [[4.0], [6.0]])
     assert np.all(np.isnan(one.random_sd)) and np.allclose(one.gap, [6.0, 6.0])
     with pytest.raises(ValueError, match="2 utterances.*auc has 3"):
-        deletion.baseline_gap([1.0, 2.0, 3.0], [[1.0, 2.0], [3.0, 4.0]])
+        floors.baseline_gap([1.0, 2.0, 3.0], [[1.0, 2.0], [3.0, 4.0]])
     with pytest.raises(ValueError, match="utterances x draws"):
-        deletion.baseline_gap([1.0, 2.0], [1.0, 2.0])
+        floors.baseline_gap([1.0, 2.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="same number of draws"):
-        deletion.baseline_gap([1.0, 2.0], [[1.0, 2.0], [3.0]])
+        floors.baseline_gap([1.0, 2.0], [[1.0, 2.0], [3.0]])
     with pytest.raises(ValueError, match="no draws"):
-        deletion.baseline_gap([1.0, 2.0], np.zeros((2, 0)))
+        floors.baseline_gap([1.0, 2.0], np.zeros((2, 0)))
     with pytest.raises(ValueError, match="1-D"):
-        deletion.baseline_gap([[1.0]], [[1.0]])
+        floors.baseline_gap([[1.0]], [[1.0]])
     with pytest.raises(ValueError, match="finite"):
-        deletion.baseline_gap([np.nan], [[1.0]])
+        floors.baseline_gap([np.nan], [[1.0]])
 
 
 # --------------------------------------------------------------------------- planted regions
@@ -415,7 +415,7 @@ def _auc(feats, dec, score, seed=0):
 
 def _planted_gaps(n_utterances=8, floor=None):
     """Gaps of a truth-knowing and a shuffled column-shaped explanation against matched random draws."""
-    floor = floor or (lambda utt, s: deletion.matched_random_ranking("expanded", P_SPEECH, P_MEL, s))
+    floor = floor or (lambda utt, s: floors.matched_random_ranking("expanded", P_SPEECH, P_MEL, s))
     truth, shuffled, randoms = [], [], []
     for u in range(n_utterances):
         feats, dec, col_region = _planted_utterance(100 + u)
@@ -424,13 +424,13 @@ def _planted_gaps(n_utterances=8, floor=None):
         # an encoder-grid map that knows the truth: one level per region, tiny per-column noise
         level = rng.uniform(1.0, 2.0, size=N_REGIONS)
         per_col = np.where(col_region >= 0, level[col_region], 0.0) + 0.01 * rng.random(col_region.size)
-        truth.append(_auc(feats, dec, compare.expand_to_input_grid(per_col, P_SPEECH, P_MEL)))
+        truth.append(_auc(feats, dec, grids.expand_to_input_grid(per_col, P_SPEECH, P_MEL)))
         # the same values permuted among encoder columns: same shape, no knowledge
-        shuffled_map = compare.expand_to_input_grid(rng.permutation(per_col), P_SPEECH, P_MEL)
+        shuffled_map = grids.expand_to_input_grid(rng.permutation(per_col), P_SPEECH, P_MEL)
         shuffled.append(_auc(feats, dec, shuffled_map))
-        seeds = deletion.baseline_seeds(0, f"utt-{u}", "expanded", N_DRAWS)
+        seeds = floors.baseline_seeds(0, f"utt-{u}", "expanded", N_DRAWS)
         randoms.append([_auc(feats, dec, floor((feats, dec, col_region), s), seed=s % 2**32) for s in seeds])
-    return deletion.baseline_gap(truth, randoms), deletion.baseline_gap(shuffled, randoms)
+    return floors.baseline_gap(truth, randoms), floors.baseline_gap(shuffled, randoms)
 
 
 def _draws_se(g):
@@ -459,20 +459,20 @@ def test_planted_regions_gap_vanishes_against_a_floor_that_knows_the_truth():
     def oracle_floor(utt, s):
         _, _, col_region = utt
         per_col = (col_region >= 0) + 0.5 * np.random.default_rng(s).random(col_region.size) * (col_region >= 0)
-        return compare.expand_to_input_grid(per_col.astype(float), P_SPEECH, P_MEL)
+        return grids.expand_to_input_grid(per_col.astype(float), P_SPEECH, P_MEL)
 
     truth, _ = _planted_gaps(n_utterances=3, floor=oracle_floor)
     assert truth.mean_gap < 5, truth.gap
 
 
 def test_deletion_precision_report_pairs_the_same_curve_in_both_dtypes():
-    from crossattn_saliency.app import bench
+    from crossattn_saliency.app import bench_report
 
     rows = [{"condition": "c", "utterance": u, "ranking": "CA", "dtype": dt, "auc": auc, "seconds": s,
              "decodes": 9, "texts": texts}
             for u, dt, auc, s, texts in [("u1", "float32", 40.0, 10.0, ["a", "b"]), ("u1", "bfloat16", 42.5, 4.0, ["a", "b"]),
                                          ("u2", "float32", 60.0, 10.0, ["a", "c"]), ("u2", "bfloat16", 59.0, 4.0, ["a", "d"])]]
-    md = bench.deletion_precision_to_markdown(rows, "test machine")
+    md = bench_report.deletion_precision_to_markdown(rows, "test machine")
     assert "| c | u1 | CA | 40.0 | 42.5 | +2.5 | 10.0 | 4.0 |" in md
     assert "mean +0.75, mean absolute 1.75, largest 2.50" in md
     assert "identical outputs along the whole curve in 50 % of curves" in md and "= 0.40." in md

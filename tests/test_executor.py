@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from crossattn_saliency.core import config
-from crossattn_saliency.run import executor, pipeline
+from crossattn_saliency import run
+from crossattn_saliency.run import executor
 
 pytestmark = pytest.mark.integration
 
@@ -71,11 +72,11 @@ def test_two_ray_jobs_survive_a_killed_worker_and_match_the_local_executor(profi
     finally:
         ray.shutdown()
     # the same jobs on the local executor, in another store: the same maps
-    ray_items = pipeline.explain(profile, pipeline.condition(profile, COND), progress=False)
+    ray_items = run.explain(profile, run.condition(profile, COND), progress=False)
     monkeypatch.setenv(config.ENV_ROOT, str(tmp_path / "local"))
     local = profile.with_overrides(executor="local")
     executor.run(local, jobs, progress=False)
-    local_items = pipeline.explain(local, pipeline.condition(local, COND), progress=False)
+    local_items = run.explain(local, run.condition(local, COND), progress=False)
     for a, b in zip(ray_items, local_items):
         assert a.utt.utt_id == b.utt.utt_id
         for kind in ("SM_X", "SM_H"):  # float32 on 1 (Ray worker) vs 2 threads: the same maps up to rounding

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency.evaluate import compare
-from crossattn_saliency.explain.explanations import Explanation, View, standard_views
+from crossattn_saliency.evaluate import grids
+from crossattn_saliency.explain.explanation import Explanation
+from crossattn_saliency.evaluate.views import View, standard_views
 
 EOT = 99
 
@@ -25,7 +26,7 @@ def test_views_are_typed_and_print_one_based():
     assert View("last", n=2).pairs(4, 2) == [(2, 0), (2, 1), (3, 0), (3, 1)]
     with pytest.raises(ValueError, match="outside"):
         View("head", layer=5, head=0).pairs(4, 2)
-    with pytest.raises(ValueError, match="view kind"):
+    with pytest.raises(ValueError, match="view scope"):
         View("mean")
     with pytest.raises(ValueError, match="no alignment heads"):
         View("alignment").pairs(2, 2, [])
@@ -33,7 +34,7 @@ def test_views_are_typed_and_print_one_based():
 
 def test_standard_views_order_and_count():
     v = standard_views(4, 6, has_alignment_heads=True)
-    assert [x.kind for x in v[:4]] == ["all", "last", "alignment", "layer"]
+    assert [x.scope for x in v[:4]] == ["all", "last", "alignment", "layer"]
     assert len(v) == 3 + 4 + 24
 
 
@@ -57,7 +58,7 @@ def test_map_averages_the_view_and_reduces_to_the_encoder_grid():
     np.testing.assert_allclose(e.map(View("alignment")), e.maps[2, 1])
     x = np.random.default_rng(2).random((3, 9, 80)).astype(np.float32)
     sx = Explanation("SM_X", "u", [1, 2, 3], list("abc"), "input", x, 9)
-    np.testing.assert_allclose(sx.on_encoder_grid(reducer="max2d"), compare.reduce_to_encoder_grid(x, "max2d"))
+    np.testing.assert_allclose(sx.on_encoder_grid(None, "max2d"), grids.reduce_to_encoder_grid(x, "max2d"))
     assert sx.views() == [None] and not sx.layered
     with pytest.raises(ValueError, match="no layers or heads"):
         sx.map(View("layer", layer=0))

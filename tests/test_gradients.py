@@ -191,13 +191,13 @@ def test_whisper_errors(prepared, utt):
 
 @pytest.mark.integration
 def test_real_tiny_en_engines_agree_and_integrated_gradients_are_complete():
-    from crossattn_saliency.models import models, transcribe
+    from crossattn_saliency.models import loading, decoding
 
-    loaded = models.load_model("whisper-tiny.en")
+    loaded = loading.load_model("whisper-tiny.en")
     t = np.arange(int(2.0 * 16000)) / 16000
     audio = (0.1 * np.sin(2 * np.pi * 220 * t) * (t > 1.0)).astype(np.float32)   # 1 s silence, 1 s tone
-    feats, n = transcribe.features(loaded, audio)
-    ids = transcribe.decode(loaded, feats, beam_size=1, max_new_tokens=8)[:3]  # a prefix: same maps, less work
+    feats, n = decoding.features(loaded, audio)
+    ids = decoding.decode(loaded, feats, beam_size=1, max_new_tokens=8)[:3]  # a prefix: same maps, less work
     gm = gr.GradientModel(loaded.model)
     args = (gm, feats, n, loaded.prompt_ids(), ids)
     a = encoder_gradients(*args)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossattn_saliency.models import ct2, models
+from crossattn_saliency.models import ct2, loading
 
 
 # --------------------------------------------------------------------------- a hand-made writer
@@ -62,7 +62,7 @@ def test_reader_rejects_corrupt_files(damage, message):
     with pytest.raises(ct2.CorruptModelFile, match=message):
         ct2.read_ct2_model(damage(raw), source="model.bin")
     # the same error types are models' API (load_model and convert_ct2_whisper raise them)
-    assert models.CorruptModelFile is ct2.CorruptModelFile and issubclass(models.ModelPackageMissing, ct2.ModelError)
+    assert loading.CorruptModelFile is ct2.CorruptModelFile and issubclass(loading.ModelPackageMissing, ct2.ModelError)
 
 
 # --------------------------------------------------------------------------- mapping round trip
@@ -139,7 +139,7 @@ def test_unknown_variable_is_reported():
 
 def _tiny_ct2_folder(tmp_path: Path) -> tuple[Path, object]:
     """A CTranslate2 folder holding a tiny random Whisper with the real tiny.en tokenizer."""
-    parts, meta, _ = models.embedded_source("whisper-tiny.en")
+    parts, meta, _ = loading.embedded_source("whisper-tiny.en")
     model = _tiny_whisper()
     folder = tmp_path / "ct2"
     folder.mkdir()
@@ -151,8 +151,8 @@ def _tiny_ct2_folder(tmp_path: Path) -> tuple[Path, object]:
 
 def test_conversion_reproduces_the_model(tmp_path):
     folder, model = _tiny_ct2_folder(tmp_path)
-    out = models.convert_ct2_whisper([folder / "model.bin"], folder, tmp_path / "hf")
-    loaded = models.load_model(str(out))
+    out = loading.convert_ct2_whisper([folder / "model.bin"], folder, tmp_path / "hf")
+    loaded = loading.load_model(str(out))
     torch.manual_seed(1)
     x = torch.randn(1, 80, 3000)
     dec = torch.tensor([[50257, 50362, 11, 12]])
@@ -175,7 +175,7 @@ def test_failed_conversion_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(WhisperProcessor, "save_pretrained", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        models.convert_ct2_whisper([folder / "model.bin"], folder, tmp_path / "hf")
+        loading.convert_ct2_whisper([folder / "model.bin"], folder, tmp_path / "hf")
     assert list(tmp_path.glob("*hf*")) == []
 
 
@@ -183,20 +183,20 @@ def test_corrupt_model_bin_is_a_clear_error(tmp_path):
     folder, _ = _tiny_ct2_folder(tmp_path)
     raw = (folder / "model.bin").read_bytes()
     (folder / "model.bin").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(models.CorruptModelFile, match="truncated"):
-        models.convert_ct2_whisper([folder / "model.bin"], folder, tmp_path / "hf")
+    with pytest.raises(loading.CorruptModelFile, match="truncated"):
+        loading.convert_ct2_whisper([folder / "model.bin"], folder, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
 
 
 def test_missing_model_package_names_the_fix(monkeypatch):
-    fake = models.EmbeddedModel("whisper-fake", (("no_such_pkg_xyz", "no-such-pkg-xyz==1.0"),),
+    fake = loading.EmbeddedModel("whisper-fake", (("no_such_pkg_xyz", "no-such-pkg-xyz==1.0"),),
                                 ("model.bin",), "model", "fake")
-    monkeypatch.setitem(models.EMBEDDED_MODELS, "whisper-fake", fake)
-    with pytest.raises(models.ModelPackageMissing, match="pip install no-such-pkg-xyz==1.0"):
-        models.embedded_source("whisper-fake")
+    monkeypatch.setitem(loading.EMBEDDED_MODELS, "whisper-fake", fake)
+    with pytest.raises(loading.ModelPackageMissing, match="pip install no-such-pkg-xyz==1.0"):
+        loading.embedded_source("whisper-fake")
 
 
 def test_unknown_model_id_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(models.ModelError, match="not an embedded model"):
-        models.load_model("no-such-org/no-such-whisper")
+    with pytest.raises(loading.ModelError, match="not an embedded model"):
+        loading.load_model("no-such-org/no-such-whisper")

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from crossattn_saliency.explain import attention, normca
-from crossattn_saliency.models import transcribe
+from crossattn_saliency.models import decoding
 
 
 @pytest.fixture(scope="module")
 def utt(tiny_loaded):
     rng = np.random.default_rng(0)
     audio = (rng.standard_normal(int(1.23 * 16000)) * 0.1).astype(np.float32)
-    feats, n = transcribe.features(tiny_loaded, audio)
-    hyp = transcribe.Hypothesis("u", tuple(tiny_loaded.prompt_ids()), (11, 12, 13, 14, 50256), "", n)
+    feats, n = decoding.features(tiny_loaded, audio)
+    hyp = decoding.Hypothesis("u", tuple(tiny_loaded.prompt_ids()), (11, 12, 13, 14, 50256), "", n)
     return feats, hyp
 
 
@@ -129,14 +129,14 @@ def test_cross_attention_object(tiny_loaded, utt):
 
 @pytest.mark.integration
 def test_real_tiny_en_norm_weighted_attention():
-    from crossattn_saliency.models import models
+    from crossattn_saliency.models import loading
 
-    loaded = models.load_model("whisper-tiny.en")
+    loaded = loading.load_model("whisper-tiny.en")
     t = np.arange(int(2.0 * 16000)) / 16000
     audio = (0.1 * np.sin(2 * np.pi * 220 * t) * (t > 1.0)).astype(np.float32)
-    feats, n = transcribe.features(loaded, audio)
-    ids = transcribe.decode(loaded, feats, beam_size=1, max_new_tokens=8)
-    hyp = transcribe.Hypothesis("tone", tuple(loaded.prompt_ids()), tuple(ids), "", n)
+    feats, n = decoding.features(loaded, audio)
+    ids = decoding.decode(loaded, feats, beam_size=1, max_new_tokens=8)
+    hyp = decoding.Hypothesis("tone", tuple(loaded.prompt_ids()), tuple(ids), "", n)
     nw = normca.norm_weighted_attention(loaded, feats, hyp)
     plain = attention.extract(loaded, feats, hyp)
     assert nw.weights.shape == plain.weights.shape == (4, 6, len(ids), math.ceil(n / 2))

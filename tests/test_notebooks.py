@@ -11,7 +11,7 @@ import pytest
 
 from crossattn_saliency.core import config
 from crossattn_saliency.explain import kinds
-from crossattn_saliency.app import run_notebook
+from crossattn_saliency.app import notebooks
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.integration]
 
@@ -52,7 +52,7 @@ def test_notebook_writes_what_it_promises(number, tmp_path):
     import nbformat
 
     start = time.time() - 1
-    out = run_notebook.run(number, "smoke", output=tmp_path / f"{number}.ipynb")
+    out = notebooks.run(number, "smoke", output=tmp_path / f"{number}.ipynb")
     base = config.output_dir("smoke")
     for rel in OUTPUTS[number]:
         path = base / rel
@@ -93,9 +93,9 @@ def test_a_rerun_from_the_store_rewrites_identical_files(tmp_path):
     files = [base / "REPORT.md", base / "tables/claims.csv", base / "tables/claims.md",
              base / "tables/explanation_kinds.csv"]
     digest = lambda: [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]  # noqa: E731
-    first_nb = run_notebook.run("08", "smoke", output=tmp_path / "a.ipynb")
+    first_nb = notebooks.run("08", "smoke", output=tmp_path / "a.ipynb")
     before = digest()
-    second_nb = run_notebook.run("08", "smoke", output=tmp_path / "b.ipynb")
+    second_nb = notebooks.run("08", "smoke", output=tmp_path / "b.ipynb")
     assert digest() == before
     assert first_nb.read_bytes().replace(b"a.ipynb", b"b.ipynb") == second_nb.read_bytes()
 
@@ -131,7 +131,7 @@ def test_executed_notebooks_name_no_machine_paths(tmp_path):
     nb.cells = [cell]
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, str(path))
-    run_notebook._tidy(path)
+    notebooks._tidy(path)
     text = nbformat.read(str(path), as_version=4).cells[0].outputs[0]["text"]
     assert ".venv/lib/python3.11/site-packages/transformers/x.py:1: FutureWarning" in text
     assert "~/.cache/crossattn-saliency/models/m.bin" in text or str(root) in home

@@ -11,10 +11,15 @@ import pytest
 
 from crossattn_saliency.core import config
 from crossattn_saliency.explain import kinds
-from crossattn_saliency.run import pipeline
+from crossattn_saliency import run
+from crossattn_saliency.run import context as run_context
+from crossattn_saliency.run import deleting, explaining, keys, validating
+from crossattn_saliency.evaluate import claims
 from crossattn_saliency.present import report
-from crossattn_saliency.models import transcribe
-from crossattn_saliency.explain.explanations import Explanation, View
+from crossattn_saliency.models import decoding
+from crossattn_saliency.explain.explanation import Explanation
+from crossattn_saliency.evaluate.views import View
+from crossattn_saliency.run.store import ResultStore
 
 KINDS = ("SM_X", "SM_H", "CA", "NormCA", "IxG_X", "IG_X", "IxG_H", "IG_H")
 
@@ -32,10 +37,10 @@ def tiny_profile(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("compendium")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(config.ENV_ROOT, str(root))
-        mp.setattr(pipeline, "dataset", lambda profile, name: _rows())
+        mp.setattr(run_context, "dataset", lambda profile, name: _rows())
         # a random model rambles up to the window's 448 tokens: keep its hypotheses short
-        real_decode = transcribe.decode
-        mp.setattr(transcribe, "decode",
+        real_decode = decoding.decode
+        mp.setattr(decoding, "decode",
                    lambda *a, **k: real_decode(*a, **{**k, "max_new_tokens": min(k.get("max_new_tokens") or 6, 6)}))
         cond = config.Condition(str(tiny_model_dir), "toy", "transcribe", "en")
         cfg = config.get_profile("smoke", conditions=[cond], saliency_conditions=[cond.name], beam_size=1,
@@ -54,9 +59,9 @@ def _nontrivial(items):
 
 def test_every_kind_is_computed_on_the_same_tokens_and_stored_once(tiny_profile, monkeypatch):
     cfg, cond = tiny_profile
-    items = _nontrivial(pipeline.explain(cfg, cond, progress=False))
+    items = _nontrivial(run.explain(cfg, cond, progress=False))
     assert len(items) == 2 and set(items[0].explanations) == set(KINDS)
-    eot = pipeline.model_for(cfg, cond).special_ids["eot"]
+    eot = run.model_for(cfg, cond).special_ids["eot"]
     for it in items:
         n = len(it.utt.hyp.token_ids) - 1                     # end-of-text dropped once
         for name, e in it.explanations.items():
@@ -69,8 +74,8 @@ def test_every_kind_is_computed_on_the_same_tokens_and_stored_once(tiny_profile,
     for section in ("hypotheses", "attention", "attention_norm", "saliency_x", "saliency_h", "gradients/IG_X"):
         assert list((root / section).rglob("spk__u0*")), section
     # a second run computes nothing
-    monkeypatch.setattr(kinds.ResultStore, "fetch", _fail_compute(kinds.ResultStore.fetch))
-    again = pipeline.explain(cfg, cond, progress=False)
+    monkeypatch.setattr(ResultStore, "fetch", _fail_compute(ResultStore.fetch))
+    again = run.explain(cfg, cond, progress=False)
     np.testing.assert_array_equal(again[1]["SM_X"].maps, items[1]["SM_X"].maps)
 
 
@@ -84,21 +89,21 @@ def test_changed_parameters_are_named(tiny_profile):
     from crossattn_saliency.run.store import ParamsMismatch
 
     cfg, cond = tiny_profile
-    pipeline.explain(cfg, cond, ["SM_H"], n=1, progress=False)
+    run.explain(cfg, cond, ["SM_H"], n=1, progress=False)
     with pytest.raises(ParamsMismatch, match="n_perturbations: stored 16, wanted 24"):
-        pipeline.explain(cfg.with_overrides(spes_h_perturbations=24), cond, ["SM_H"], n=1, progress=False)
+        run.explain(cfg.with_overrides(spes_h_perturbations=24), cond, ["SM_H"], n=1, progress=False)
     with pytest.warns(UserWarning, match="n_perturbations: stored 16, wanted 24.*recomputing"):
-        again = pipeline.explain(cfg.with_overrides(spes_h_perturbations=24, on_mismatch="recompute"), cond,
+        again = run.explain(cfg.with_overrides(spes_h_perturbations=24, on_mismatch="recompute"), cond,
                                  ["SM_H"], n=1, progress=False)
-    assert again[0]["SM_H"].provenance["n_perturbations"] == 24
+    assert again[0]["SM_H"].provenance.params["n_perturbations"] == 24
     with pytest.warns(UserWarning, match="recomputing"):  # leave the module's store as the other tests expect
-        pipeline.explain(cfg.with_overrides(on_mismatch="recompute"), cond, ["SM_H"], n=1, progress=False)
+        run.explain(cfg.with_overrides(on_mismatch="recompute"), cond, ["SM_H"], n=1, progress=False)
 
 
 def test_correlation_mixing_deletion_and_report_loop_over_the_registry(tiny_profile, monkeypatch):
     cfg, cond = tiny_profile
-    items = _nontrivial(pipeline.explain(cfg, cond, progress=False))
-    corr = pipeline.correlation(cfg, cond, items, reducer="max2d")
+    items = _nontrivial(run.explain(cfg, cond, progress=False))
+    corr = run.correlation(cfg, cond, items, reducer="max2d")
     df = corr.to_frame()
     assert set(df["target"]) == {"SM_X", "SM_H"}
     assert set(df["kind"]) == set(KINDS) - {"SM_X", "SM_H"}
@@ -108,24 +113,24 @@ def test_correlation_mixing_deletion_and_report_loop_over_the_registry(tiny_prof
     # (the random tiny model's SM_X is all zeros in bfloat16: its rho is NaN, not a number made up)
     row = corr.get(cond.name, "CA", "SM_H", View("all"))
     assert -1 <= row.rho <= 1 and row.utterances == 2 and 0 < row.reliability <= 1 or row.reliability <= 0
-    mix = pipeline.context_mixing(cfg, cond, items, kind="NormCA")
+    mix = run.context_mixing(cfg, cond, items, kind="NormCA")
     assert mix.kind == "NormCA" and mix.utterances == 2
     assert np.isnan(mix.rho_SM_X) or mix.gain == pytest.approx(mix.rho_SM_H - mix.rho_SM_X)
 
     seen = []
-    real_batch = transcribe.decode_batch
+    real_batch = decoding.decode_batch
 
     def counting(loaded, feats, *a, **k):
         seen.extend(hashlib.sha1(np.ascontiguousarray(f).tobytes()).hexdigest() for f in feats)
         return real_batch(loaded, feats, *a, **k)
 
-    monkeypatch.setattr(transcribe, "decode_batch", counting)
-    dels = pipeline.deletion(cfg, cond, items, reference_reducers=("max2d", "mean2d"), progress=False)
+    monkeypatch.setattr(decoding, "decode_batch", counting)
+    dels = run.deletion(cfg, cond, items, reference_reducers=("max2d", "mean2d"), progress=False)
     # the intact and the all-deleted inputs are shared by every ranking of an utterance: decoded once
     assert len(seen) == len(set(seen))
-    model = pipeline.deletion_model(cfg, cond)
+    model = deleting.deletion_model(cfg, cond)
     assert str(model.model.dtype) == f"torch.{cfg.deletion_precision}"
-    assert model.model is not pipeline.model_for(cfg, cond).model and model.model.config._attn_implementation == "sdpa"
+    assert model.model is not run.model_for(cfg, cond).model and model.model.config._attn_implementation == "sdpa"
     labels = set(dels.to_frame()["explanation"])
     assert {"CA", "NormCA", "SM_H", "IG_H", "SM_X pooled max2d", "SM_X pooled mean2d", "SM_X full",
             "IG_X pooled max2d", "IG_X full", "random cells"} <= labels
@@ -139,15 +144,15 @@ def test_correlation_mixing_deletion_and_report_loop_over_the_registry(tiny_prof
     assert all(g["faithful"] == "not testable at this size" for g in dels.gaps(n_bootstrap=50))
     for r in dels.records:
         assert r.wer[0] == 0.0 and r.percents[0] == 0.0     # reference = the intact decode, same settings
-    costs = pipeline.explanation_costs(cfg, {cond.name: items})
-    table = report.kinds_table(corr, dels, costs)
+    costs = run.explanation_costs(cfg, {cond.name: items})
+    table = claims.kinds_table(corr, dels, costs)
     assert set(table["kind"]) == set(KINDS) - {"SM_X", "SM_H"}
     assert (table["seconds per utterance"] > 0).all()
     # a SPES run shared by two conditions (ASR and ST of one clip) is charged half its time in each
     assert (costs["shared by"] == 1).all()
-    info = items[0].explanations["SM_X"].provenance["info"]
+    info = items[0].explanations["SM_X"].provenance.info
     info["shared_by"] = 2
-    halved = pipeline.explanation_costs(cfg, {cond.name: items})
+    halved = run.explanation_costs(cfg, {cond.name: items})
     pick = (halved["utterance"] == items[0].utt.utt_id) & (halved["kind"] == "SM_X")
     assert halved.loc[pick, "shared by"].item() == 2
     assert halved.loc[pick, "seconds"].item() == pytest.approx(costs.loc[pick, "seconds"].item() / 2)
@@ -160,21 +165,21 @@ def test_a_kind_registered_on_the_fly_reaches_every_table(tiny_profile):
     report's kinds table pick it up without any other change."""
     cfg, cond = tiny_profile
 
-    def uniform(ctx, utt):
+    def uniform(engine, utt, settings, profile):
         n_pos = int(np.ceil(utt.n_frames / 2))
         m = np.random.default_rng(len(utt.utt_id)).random((len(utt.hyp.token_ids), n_pos))
         return Explanation.from_hypothesis("Toy", utt.utt_id, utt.hyp.token_ids, ["t"] * len(utt.hyp.token_ids),
                                            "encoder", m, utt.n_frames)
 
-    kinds.register(kinds.Kind("Toy", "a toy map", "encoder", uniform, lambda p: {}))
+    kinds.register(kinds.Kind("Toy", "a toy map", "encoder", uniform, lambda p, utt_id=None: {}))
     try:
         cfg2 = cfg.with_overrides(explanations=("SM_X", "SM_H", "CA", "Toy"))
-        items = pipeline.explain(cfg2, cond, progress=False)
-        corr = pipeline.correlation(cfg2, cond, items)
+        items = run.explain(cfg2, cond, progress=False)
+        corr = run.correlation(cfg2, cond, items)
         assert "Toy" in set(corr.to_frame()["kind"])
-        dels = pipeline.deletion(cfg2, cond, items, progress=False)
+        dels = run.deletion(cfg2, cond, items, progress=False)
         assert "Toy" in set(dels.to_frame()["explanation"])
-        assert "Toy" in set(report.kinds_table(corr, dels)["kind"])
+        assert "Toy" in set(claims.kinds_table(corr, dels)["kind"])
         assert "Toy: a toy map" in report.report_markdown(cfg2, _claims_stub(), config.output_dir(cfg2.name, "tables"))
     finally:
         kinds.unregister("Toy")
@@ -190,10 +195,10 @@ def _claims_stub():
 
 def test_profile_dtype_and_device_reach_the_models(tiny_profile):
     cfg, cond = tiny_profile
-    loaded = pipeline.model_for(cfg.with_overrides(model_dtype="bfloat16"), cond)
+    loaded = run.model_for(cfg.with_overrides(model_dtype="bfloat16"), cond)
     assert str(loaded.model.dtype) == "torch.bfloat16"
-    ctx = pipeline.context(cfg, cond)
-    assert kinds.whisper_spes(ctx).dtype == cfg.spes_dtype and kinds.whisper_spes(ctx).device == cfg.device
+    ctx = run.context_for(cfg, cond)
+    assert explaining.engine(ctx, kinds.get("SM_X")).dtype == cfg.spes_dtype and explaining.engine(ctx, kinds.get("SM_X")).device == cfg.device
 
 
 def test_asr_and_translation_of_the_same_audio_share_the_encoder_passes(tiny_profile, monkeypatch, tmp_path):
@@ -202,28 +207,28 @@ def test_asr_and_translation_of_the_same_audio_share_the_encoder_passes(tiny_pro
     is English-only, so the sibling condition's hypothesis is made by hand.)"""
     import dataclasses
 
-    from crossattn_saliency.explain import whisper_spes
-    from crossattn_saliency.explain.saliency_result import SaliencyResult
+    from crossattn_saliency.explain import spes_whisper
+    from crossattn_saliency.explain.spes_record import SaliencyResult
 
     cfg, cond = tiny_profile
     monkeypatch.setenv(config.ENV_ROOT, str(tmp_path))   # a fresh store
     calls = []
-    real = whisper_spes.WhisperSpes.input_shared
-    monkeypatch.setattr(whisper_spes.WhisperSpes, "input_shared",
+    real = spes_whisper.WhisperSpes.input_shared
+    monkeypatch.setattr(spes_whisper.WhisperSpes, "input_shared",
                         lambda self, *a, **k: calls.append(len(a[2])) or real(self, *a, **k))
-    ctx = pipeline.context(cfg, cond)
-    u = next(pipeline.utterances(cfg, cond, 1))
+    ctx = run.context_for(cfg, cond)
+    u = next(run.utterances(cfg, cond, 1))
     eot = u.hyp.token_ids[-1]
     other = dataclasses.replace(u.hyp, token_ids=[int(t) for t in u.hyp.token_ids[:-1][::-1]] + [eot] * 2)
     ctx.siblings = lambda utt: [("sibling__toy__st", other)]
-    mine = kinds.spes_record(ctx, u, "input")
+    mine = explaining.spes_record(ctx, u, "input")
     assert calls == [2]                                   # one run for both conditions
-    path = ctx.store.path("saliency_x", f"sibling__toy__st/{kinds.file_id(u.utt_id)}")
+    path = ctx.store.path("saliency_x", f"sibling__toy__st/{keys.file_id(u.utt_id)}")
     theirs = SaliencyResult.load(path)
     assert theirs.token_ids == other.token_ids and theirs.info["shared_by"] == 2
-    kinds.spes_record(ctx, u, "input")
+    explaining.spes_record(ctx, u, "input")
     assert calls == [2]                                   # both stored: nothing recomputed
-    ws = whisper_spes.WhisperSpes(pipeline.model_for(cfg, cond).model, dtype=cfg.spes_dtype)
+    ws = spes_whisper.WhisperSpes(run.model_for(cfg, cond).model, dtype=cfg.spes_dtype)
     params = kinds.spes_params(cfg, "input").replace(seed=config.derive_seed(cfg.seed, u.utt_id, "input"))
     for hyp, got in ((u.hyp, mine), (other, theirs)):
         alone = ws.input(u.features, u.n_frames, hyp.prompt_ids, hyp.token_ids, params, progress=False)
@@ -234,14 +239,14 @@ def test_asr_and_translation_of_the_same_audio_share_the_encoder_passes(tiny_pro
 
 def test_disattenuation_validation_runs_high_and_independent_low_budget_maps(tiny_profile):
     cfg, cond = tiny_profile
-    df = pipeline.disattenuation_validation(cfg, cond, "SM_H", factor=3, repeats=2, progress=False)
+    df = validating.disattenuation_validation(cfg, cond, "SM_H", factor=3, repeats=2, progress=False)
     assert list(df["map"]) == ["high", "repeat 1", "repeat 2"]
     assert list(df["perturbations"]) == [3 * cfg.spes_h_perturbations] + [cfg.spes_h_perturbations] * 2
     assert df["within"].iloc[0] is None and set(df["within"].iloc[1:]) <= {True, False}
     assert len(set(df["rho"].round(12))) == 3          # independent masks: three different maps
     root = config.cache_dir(cfg.name) / "validation_SM_H"
     n_files = len(list(root.rglob("*.npz")))
-    again = pipeline.disattenuation_validation(cfg, cond, "SM_H", factor=3, repeats=2, progress=False)
+    again = validating.disattenuation_validation(cfg, cond, "SM_H", factor=3, repeats=2, progress=False)
     assert len(list(root.rglob("*.npz"))) == n_files == 3
     pd_equal = again.drop(columns=["within"]).equals(df.drop(columns=["within"]))
     assert pd_equal                                     # read back from the store: the same numbers
@@ -264,12 +269,12 @@ def test_an_unfaithful_backend_is_refused_before_any_map_is_stored(tiny_profile,
     monkeypatch.setenv(config.ENV_ROOT, str(tmp_path))
     bad = cfg.with_overrides(dtype="bfloat16", spes_backend="torch")
     with pytest.raises(backends.BackendRefused, match="0.9000 per token"):
-        pipeline.explain(bad, cond, ["SM_X"], n=1, progress=False)
+        run.explain(bad, cond, ["SM_X"], n=1, progress=False)
     assert calls == [("torch", "bfloat16")]
     assert not list((config.cache_dir(bad.name) / "saliency_x").rglob("*.npz"))
     # the refusal is stored: a rerun refuses again without checking again
     with pytest.raises(backends.BackendRefused):
-        pipeline.explain(bad, cond, ["SM_X"], n=1, progress=False)
+        run.explain(bad, cond, ["SM_X"], n=1, progress=False)
     assert len(calls) == 1
 
 
@@ -291,18 +296,18 @@ def test_an_admitted_backend_is_checked_once_per_model_whichever_utterance_comes
     monkeypatch.setattr(backends, "check", fake_check)
     monkeypatch.setenv(config.ENV_ROOT, str(tmp_path))
     good = cfg.with_overrides(dtype="bfloat16", spes_backend="torch")
-    pipeline.explain(good, cond, ["SM_X"], n=1, progress=False)     # checked on the first utterance
-    items = pipeline.explain(good, cond, ["SM_X"], n=2, progress=False)   # starts computing at the second
+    run.explain(good, cond, ["SM_X"], n=1, progress=False)     # checked on the first utterance
+    items = run.explain(good, cond, ["SM_X"], n=2, progress=False)   # starts computing at the second
     assert calls == [("torch", "bfloat16")] and len(items) == 2
     rec, = (config.cache_dir(good.name) / "backend_check").rglob("*.json")
     assert "utterance" not in json.loads(rec.read_text())["params"]
 
 
 def test_backend_auto_resolves_to_an_installed_backend():
-    from crossattn_saliency.explain import backends, whisper_spes
+    from crossattn_saliency.explain import backends, spes_whisper
 
     assert backends.resolve("auto", "cuda") == "torch"
-    want = "openvino" if whisper_spes.backend_available("openvino") else "torch"
+    want = "openvino" if spes_whisper.backend_available("openvino") else "torch"
     assert backends.resolve("auto", "cpu") == want
     with pytest.raises(ValueError, match="spes_backend='onnx' is invalid"):
         backends.resolve("onnx")
@@ -332,19 +337,19 @@ def test_spes_settings_become_reference_kinds_with_their_own_masks(tiny_profile)
     from crossattn_saliency.run import sensitivity as sens
 
     cfg, cond = tiny_profile
-    items = _nontrivial(pipeline.explain(cfg, cond, progress=False))
+    items = _nontrivial(run.explain(cfg, cond, progress=False))
     settings = ["study", "repeat", "p0.2", "occlusion-mean", "levels-one"]
     more = sens.explain_settings(cfg, cond, items, settings, progress=False)
     assert {"SM_X@p0.2", "SM_X@occlusion-mean", "SM_X@levels-one", "SM_H@p0.2"} <= set(more[0].explanations)
     # the study's setting again: the same parameters, other masks
-    rep, study = more[0]["SM_H@repeat"].provenance["params"], more[0]["SM_H"].provenance["params"]
+    rep, study = more[0]["SM_H@repeat"].provenance.params, more[0]["SM_H"].provenance.params
     assert rep["seed"] != study["seed"] and {k: v for k, v in rep.items() if k != "seed"} == \
         {k: v for k, v in study.items() if k != "seed"}
     assert not np.array_equal(more[0]["SM_H@repeat"].map(), more[0]["SM_H"].map())
     assert "SM_H@occlusion-mean" not in more[0].explanations        # does not apply to the encoder output
-    p02 = more[0]["SM_X@p0.2"].provenance["params"]
-    assert p02["p_occlude"] == 0.2 and p02["seed"] != more[0]["SM_X"].provenance["params"]["seed"]
-    assert more[0]["SM_X@levels-one"].provenance["params"]["levels"] == [2500]
+    p02 = more[0]["SM_X@p0.2"].provenance.params
+    assert p02["p_occlude"] == 0.2 and p02["seed"] != more[0]["SM_X"].provenance.params["seed"]
+    assert more[0]["SM_X@levels-one"].provenance.params["levels"] == [2500]
     again = sens.explain_settings(cfg, cond, items, settings, progress=False)   # read back, not recomputed
     np.testing.assert_array_equal(again[1]["SM_X@p0.2"].map(), more[1]["SM_X@p0.2"].map())
     table = sens.sensitivity_table(cfg, cond, more, settings, base="SM_X")

@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
-from crossattn_saliency.present import plots  # noqa: E402
+from crossattn_saliency.present import charts, maps  # noqa: E402
 from crossattn_saliency.evaluate.deletion import DeletionCurve  # noqa: E402
 
 
@@ -28,22 +28,22 @@ def _curve(wer):
 
 def test_heatmap_annotates_every_finite_cell_and_centers_at_zero():
     rho = np.array([[0.1, -0.2, 0.3], [0.5, np.nan, -0.4]])
-    fig = plots.plot_layer_head_heatmap(rho, title="t")
+    fig = charts.plot_layer_head_heatmap(rho, title="t")
     ax = fig.axes[0]
     assert len(fig.axes) == 2  # heatmap + colorbar
     assert len(ax.texts) == 5
     assert ax.get_xlabel() == "decoder head" and ax.get_ylabel() == "decoder layer"
     norm = ax.images[0].norm
     assert norm.vcenter == 0 and norm.vmin == -0.5 and norm.vmax == 0.5
-    fig2 = plots.plot_layer_head_heatmap(rho, annotate=False, colorbar=False)
+    fig2 = charts.plot_layer_head_heatmap(rho, annotate=False, colorbar=False)
     assert len(fig2.axes) == 1 and not fig2.axes[0].texts
     with pytest.raises(ValueError, match="layers x heads"):
-        plots.plot_layer_head_heatmap(np.zeros(3))
+        charts.plot_layer_head_heatmap(np.zeros(3))
 
 
 def test_rho_by_layer_one_line_per_model_and_uses_given_axis():
     fig, ax = plt.subplots()
-    out = plots.plot_rho_by_layer({"tiny": np.array([0.1, 0.2, 0.4, 0.5]),
+    out = charts.plot_rho_by_layer({"tiny": np.array([0.1, 0.2, 0.4, 0.5]),
                                    "base": np.array([[0.1, 0.0, 0.2]] * 6)}, ax=ax, relative_depth=True)
     assert out is fig and len(fig.axes) == 1
     assert len(ax.lines) == 2 and len(ax.collections) == 1  # one band for the model with intervals
@@ -51,7 +51,7 @@ def test_rho_by_layer_one_line_per_model_and_uses_given_axis():
 
 
 def test_deletion_curves_average_groups_and_report_auc():
-    fig = plots.plot_deletion_curves({"CA": _curve([0, 50, 100]),
+    fig = charts.plot_deletion_curves({"CA": _curve([0, 50, 100]),
                                       "SM_X": [_curve([0, 100, 100]), _curve([0, 50, 100])],
                                       "random": _curve([0, 0, 100])})
     ax = fig.axes[0]
@@ -63,17 +63,17 @@ def test_deletion_curves_average_groups_and_report_auc():
 
 def test_reliability_curve_lines_with_extrapolation_and_target():
     measured = {"SM_X": ([250, 500, 1000], [0.3, 0.45, 0.6]), "SM_H": ([500, 1000], [0.7, 0.8])}
-    fig = plots.plot_reliability_curve(measured, extrapolate_to=20000, target=0.9)
+    fig = charts.plot_reliability_curve(measured, extrapolate_to=20000, target=0.9)
     ax = fig.axes[0]
     assert len(ax.lines) == 2 * 2 + 1
     pred = ax.lines[1]
     assert np.isclose(pred.get_ydata()[0], 0.6) and pred.get_ydata()[-1] > 0.9
     assert ax.get_xscale() == "log"
-    assert len(plots.plot_reliability_curve(measured).axes[0].lines) == 2
+    assert len(charts.plot_reliability_curve(measured).axes[0].lines) == 2
 
 
 def test_reliability_curve_skips_extrapolation_for_nonpositive_reliability():
-    from crossattn_saliency.present.plots import plot_reliability_curve
+    from crossattn_saliency.present.charts import plot_reliability_curve
 
     fig = plot_reliability_curve({"noisy": ([50, 100], [0.05, -0.02]), "ok": ([50, 100], [0.3, 0.5])},
                                  extrapolate_to=20000, target=0.9)
@@ -84,7 +84,7 @@ def test_reliability_curve_skips_extrapolation_for_nonpositive_reliability():
 
 
 def test_scale_rows_maps_every_token_to_its_own_range():
-    from crossattn_saliency.present.plots import scale_rows
+    from crossattn_saliency.present.figures import scale_rows
 
     m = np.array([[1.0, 3.0, 2.0], [100.0, 300.0, 200.0], [5.0, 5.0, 5.0]])
     np.testing.assert_allclose(scale_rows(m), [[0, 1, 0.5], [0, 1, 0.5], [0, 0, 0]])
@@ -93,7 +93,7 @@ def test_scale_rows_maps_every_token_to_its_own_range():
 def test_disattenuation_validation_plot_one_row_per_condition_and_reference():
     import pandas as pd
 
-    from crossattn_saliency.present import plots
+    from crossattn_saliency.present import charts, maps
 
     rows = []
     for cond in ("a__x__asr", "b__x__asr"):
@@ -101,7 +101,7 @@ def test_disattenuation_validation_plot_one_row_per_condition_and_reference():
                          lo=0.4, hi=0.6))
         rows += [dict(condition=cond, target="SM_H", map=f"repeat {i}", perturbations=1000, disattenuated=v,
                       lo=float("nan"), hi=float("nan")) for i, v in enumerate((0.45, 0.55, 0.7))]
-    fig = plots.plot_disattenuation_validation(pd.DataFrame(rows))
+    fig = charts.plot_disattenuation_validation(pd.DataFrame(rows))
     ax = fig.axes[0]
     assert len(ax.get_yticklabels()) == 2 and "10,000 vs 1,000" in ax.get_yticklabels()[0].get_text()
     assert len(ax.get_lines()) == 6          # interval, high value, repeats per row
@@ -109,7 +109,7 @@ def test_disattenuation_validation_plot_one_row_per_condition_and_reference():
 
 def test_timing_errors_best_median_on_top_with_the_reference_floor():
     errs = {"good": np.array([10.0, 20.0, 30.0]), "bad": np.array([300.0, 500.0, 4000.0])}
-    fig = plots.plot_timing_errors(errs, title="t", floor_ms=15.0)
+    fig = charts.plot_timing_errors(errs, title="t", floor_ms=15.0)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["bad (n=3)", "good (n=3)"]  # boxes from the bottom: the best median is drawn last, on top
@@ -119,7 +119,7 @@ def test_timing_errors_best_median_on_top_with_the_reference_floor():
 def test_word_boundaries_one_tier_per_source_under_the_spectrogram():
     feats = np.random.default_rng(0).normal(size=(80, 3000))
     words = {"reference": [("he", 0.2, 0.4), ("was", 0.4, 0.7)], "CA": [("he", 0.1, 0.5), ("was", 0.5, 0.9)]}
-    fig = plots.plot_word_boundaries(feats, 100, words, title="clip")
+    fig = maps.plot_word_boundaries(feats, 100, words, title="clip")
     assert len(fig.axes) == 3 and fig.axes[0].get_title() == "clip"
     assert [t.get_text() for t in fig.axes[1].texts] == ["he", "was"] and fig.axes[2].get_ylabel() == "CA"
 
@@ -136,15 +136,15 @@ def _sensitivity_rows():
 
 def test_sensitivity_plots_one_marker_per_condition_and_setting():
     df = _sensitivity_rows()
-    fig = plots.plot_sensitivity(df, "rho")
+    fig = charts.plot_sensitivity(df, "rho")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["study", "p0.2", "levels-one"]
     assert len(ax.get_legend().get_texts()) == 2 and len(ax.lines) >= 2      # a dotted study line per condition
-    fig2 = plots.plot_sensitivity(df, "rho disattenuated")
+    fig2 = charts.plot_sensitivity(df, "rho disattenuated")
     assert any("not estimable" in t.get_text() for t in fig2.axes[0].texts)
     m = pd.DataFrame([[1.0, 0.97, np.nan], [0.97, 1.0, 0.5], [np.nan, 0.5, 1.0]],
                      index=["study", "p0.2", "levels-one"], columns=["study", "p0.2", "levels-one"])
-    fig3 = plots.plot_agreement_matrix(m)
+    fig3 = charts.plot_agreement_matrix(m)
     assert sorted(t.get_text() for t in fig3.axes[0].texts) == sorted(["1.00", "0.97", "1.00", "0.97", "0.50",
                                                                      "0.50", "1.00"])
     plt.close("all")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency.evaluate import compare, reliability as rel
+from crossattn_saliency.evaluate import correlate, grids, reliability, token_bootstrap
 
 
 def _synthetic(n_utt=16, tokens=4, t_enc=150, rho=0.6, s2=1.5, seed=0):
@@ -36,16 +36,16 @@ def _inside(interval, value, slack=0.0):
 
 def test_split_half_reliability_recovers_closed_form():
     _, _, ha, hb = _synthetic(n_utt=1, tokens=8, t_enc=2000, s2=1.0)
-    r = rel.split_half_reliability(ha[0], hb[0])
+    r = reliability.split_half_reliability(ha[0], hb[0], None, "token_z")
     assert abs(r - 0.5) < 0.03  # 1 / (1 + 1)
 
 
 def _corrected(ca, full, ha, hb, **kw):
-    """:func:`rel.corrected_correlation` of per-utterance statistics, with nulls of 0 (Gaussian noise)."""
-    rho = [compare.correlation(compare.normalize(c, "token_z"), compare.normalize(f, "token_z")) for c, f in zip(ca, full)]
-    r_half = [rel.split_half_reliability(a, b) for a, b in zip(ha, hb)]
+    """:func:`reliability.corrected_correlation` of per-utterance statistics, with nulls of 0 (Gaussian noise)."""
+    rho = [correlate.correlation(correlate.normalize(c, "token_z"), correlate.normalize(f, "token_z")) for c, f in zip(ca, full)]
+    r_half = [reliability.split_half_reliability(a, b, None, "token_z") for a, b in zip(ha, hb)]
     zeros = np.zeros(len(rho))
-    return rel.corrected_correlation(rho, zeros, r_half, zeros, **kw)
+    return reliability.corrected_correlation(rho, zeros, r_half, zeros, **kw)
 
 
 def test_corrected_correlation_matches_theory_within_intervals():
@@ -55,7 +55,7 @@ def test_corrected_correlation_matches_theory_within_intervals():
     cc = _corrected(ca, full, ha, hb, n_bootstrap=300, seed=1, min_utterances=8)
     assert cc.rho_per_utterance.shape == (16,) and cc.disattenuated.n == 16
     assert abs(cc.reliability - r_full_true) < 0.02
-    np.testing.assert_allclose(cc.reliability_per_utterance, rel.spearman_brown(cc.r_half_per_utterance, 2.0))
+    np.testing.assert_allclose(cc.reliability_per_utterance, reliability.spearman_brown(cc.r_half_per_utterance, 2.0))
     assert cc.rho.lo - 0.01 <= rho * np.sqrt(r_full_true) <= cc.rho.hi + 0.01
     assert cc.disattenuated.lo - 0.01 <= rho <= cc.disattenuated.hi + 0.01
     assert abs(cc.disattenuated.value - rho) < 0.03
@@ -76,17 +76,17 @@ def test_reduced_reliability_uses_the_comparison_pipeline():
     truth = rng.normal(size=(3, 21, 6))  # I x T x F
     a = truth + rng.normal(size=truth.shape)
     b = truth + rng.normal(size=truth.shape)
-    r = rel.split_half_reliability(a, b, reduce="max2d")
-    za = compare.normalize(compare.reduce_to_encoder_grid(a, "max2d"), "token_z")
-    zb = compare.normalize(compare.reduce_to_encoder_grid(b, "max2d"), "token_z")
+    r = reliability.split_half_reliability(a, b, "max2d", "token_z")
+    za = correlate.normalize(grids.reduce_to_encoder_grid(a, "max2d"), "token_z")
+    zb = correlate.normalize(grids.reduce_to_encoder_grid(b, "max2d"), "token_z")
     assert np.isclose(r, np.corrcoef(za.ravel(), zb.ravel())[0, 1])
     with pytest.raises(ValueError, match="differ in shape"):
-        rel.split_half_reliability(a, b[:, :-1])
+        reliability.split_half_reliability(a, b[:, :-1], None, "token_z")
 
 
 def test_context_mixing_gain_disattenuated_by_each_reliability():
     """Each side of the gain rho(CA, SM_H) - rho(CA, SM_X) is disattenuated by its own reference's
-    reliability (:func:`rel.disattenuated_value`): the noisier SM_X no longer inflates the gain."""
+    reliability (:func:`reliability.disattenuated_value`): the noisier SM_X no longer inflates the gain."""
     rng = np.random.default_rng(5)
     n_utt, tokens, t_enc = 16, 4, 150
     rho_h, rho_x, s2_h, s2_x = 0.8, 0.6, 0.5, 2.0
@@ -104,8 +104,8 @@ def test_context_mixing_gain_disattenuated_by_each_reliability():
     cc_h = _corrected(ca, *h_parts, n_bootstrap=50, min_utterances=8)
     cc_x = _corrected(ca, *x_parts, n_bootstrap=50, min_utterances=8)
     raw = cc_h.rho.value - cc_x.rho.value
-    dis = (rel.disattenuated_value(cc_h.rho_corrected_per_utterance, cc_h.reliability_per_utterance)
-           - rel.disattenuated_value(cc_x.rho_corrected_per_utterance, cc_x.reliability_per_utterance))
+    dis = (reliability.disattenuated_value(cc_h.rho_corrected_per_utterance, cc_h.reliability_per_utterance)
+           - reliability.disattenuated_value(cc_x.rho_corrected_per_utterance, cc_x.reliability_per_utterance))
     raw_true = rho_h / np.sqrt(1 + s2_h / 2) - rho_x / np.sqrt(1 + s2_x / 2)
     assert abs(raw - raw_true) < 0.03
     assert abs(dis - (rho_h - rho_x)) < 0.03
@@ -117,37 +117,37 @@ def test_context_mixing_gain_disattenuated_by_each_reliability():
 
 
 def test_spearman_brown_values_and_inverse_round_trip():
-    assert np.isclose(rel.spearman_brown(0.5, 2), 2 / 3)
-    assert np.isclose(rel.spearman_brown(0.5, 1), 0.5)
-    assert np.allclose(rel.spearman_brown(np.array([0.0, 1.0]), 3), [0.0, 1.0])
+    assert np.isclose(reliability.spearman_brown(0.5, 2), 2 / 3)
+    assert np.isclose(reliability.spearman_brown(0.5, 1), 0.5)
+    assert np.allclose(reliability.spearman_brown(np.array([0.0, 1.0]), 3), [0.0, 1.0])
     for r, n, target in [(0.2, 500, 0.9), (0.6, 1000, 0.8), (0.95, 10000, 0.99), (0.3, 64, 0.5)]:
-        m = rel.budget_for_reliability(r, n, target)
-        assert np.isclose(rel.reliability_at(r, n, m), target)
+        m = reliability.budget_for_reliability(r, n, target)
+        assert np.isclose(reliability.reliability_at(r, n, m), target)
         # Spearman-Brown composes: n -> m -> back to n
-        assert np.isclose(rel.reliability_at(rel.reliability_at(r, n, m), m, n), r)
-    assert np.isclose(rel.budget_for_reliability(0.5, 1000, 0.9), 9000)
-    assert np.allclose(rel.reliability_at(0.5, 100, np.array([100, 200])), [0.5, 2 / 3])
+        assert np.isclose(reliability.reliability_at(reliability.reliability_at(r, n, m), m, n), r)
+    assert np.isclose(reliability.budget_for_reliability(0.5, 1000, 0.9), 9000)
+    assert np.allclose(reliability.reliability_at(0.5, 100, np.array([100, 200])), [0.5, 2 / 3])
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        rel.spearman_brown(1.5)
+        reliability.spearman_brown(1.5)
     with pytest.raises(ValueError, match="target"):
-        rel.budget_for_reliability(0.5, 100, 1.0)
+        reliability.budget_for_reliability(0.5, 100, 1.0)
 
 
 def test_budget_edge_cases():
-    assert rel.budget_for_reliability(0.0, 100) == float("inf")
-    assert rel.budget_for_reliability(-0.2, 100) == float("inf")
-    assert rel.budget_for_reliability(float("nan"), 100) == float("inf")
-    assert rel.budget_for_reliability(1.0, 100) == 0.0
+    assert reliability.budget_for_reliability(0.0, 100) == float("inf")
+    assert reliability.budget_for_reliability(-0.2, 100) == float("inf")
+    assert reliability.budget_for_reliability(float("nan"), 100) == float("inf")
+    assert reliability.budget_for_reliability(1.0, 100) == 0.0
 
 
 def test_ceiling_and_disattenuation_edge_cases():
-    assert rel.noise_ceiling(0.81) == pytest.approx(0.9)
-    assert rel.noise_ceiling(-0.1) == 0.0
-    assert np.allclose(rel.noise_ceiling(np.array([0.0, 0.25, -1.0])), [0.0, 0.5, 0.0])
-    assert rel.disattenuate(0.3, 0.36) == pytest.approx(0.5)
-    assert np.isnan(rel.disattenuate(0.3, 0.0))
-    assert np.isnan(rel.disattenuate(0.3, -0.2))
-    out = rel.disattenuate(np.array([0.3, 0.3]), np.array([0.09, 0.0]))
+    assert reliability.noise_ceiling(0.81) == pytest.approx(0.9)
+    assert reliability.noise_ceiling(-0.1) == 0.0
+    assert np.allclose(reliability.noise_ceiling(np.array([0.0, 0.25, -1.0])), [0.0, 0.5, 0.0])
+    assert reliability.disattenuate(0.3, 0.36) == pytest.approx(0.5)
+    assert np.isnan(reliability.disattenuate(0.3, 0.0))
+    assert np.isnan(reliability.disattenuate(0.3, -0.2))
+    out = reliability.disattenuate(np.array([0.3, 0.3]), np.array([0.09, 0.0]))
     assert out[0] == pytest.approx(1.0) and np.isnan(out[1])
 
 
@@ -167,7 +167,7 @@ def test_convergence_curve_on_truth_plus_noise():
         a, b = mean_of(n / 2, ra), mean_of(n / 2, rb)
         snaps[n] = ((a + b) / 2, a, b)
     fa, fb = mean_of(256, ra), mean_of(256, rb)
-    out = convergence_curve(snaps, (fa + fb) / 2, fa, fb, 512)
+    out = convergence_curve(snaps, (fa + fb) / 2, fa, fb, 512, None, "token_z")
     assert list(out["n"]) == [8, 32, 128, 512]
     assert np.isnan(out["rho_to_final"][-1])
     assert np.all(np.diff(out["rho_to_final"][:-1]) > 0)
@@ -181,17 +181,17 @@ def test_convergence_curve_on_truth_plus_noise():
 
 def test_spearman_brown_after_clipping_never_leaves_the_unit_interval():
     r = np.linspace(-1, 1, 2001)
-    full = rel.spearman_brown(rel.clip_half(r), 2.0)
+    full = reliability.spearman_brown(reliability.clip_half(r), 2.0)
     assert np.all((full >= 0) & (full <= 1))
-    assert rel.clip_half(-0.4) == 0.0 and rel.spearman_brown(rel.clip_half(-0.4), 2.0) == 0.0
-    assert np.isnan(rel.clip_half(float("nan")))
+    assert reliability.clip_half(-0.4) == 0.0 and reliability.spearman_brown(reliability.clip_half(-0.4), 2.0) == 0.0
+    assert np.isnan(reliability.clip_half(float("nan")))
 
 
 def test_chance_correction_maps_the_null_to_zero_and_keeps_one():
-    assert rel.chance_corrected(0.03, 0.03) == 0.0
-    assert rel.chance_corrected(1.0, 0.2) == 1.0
-    assert rel.chance_corrected(0.6, 0.2) == pytest.approx(0.5)
-    assert np.isnan(rel.chance_corrected(0.5, 1.0))
+    assert reliability.chance_corrected(0.03, 0.03) == 0.0
+    assert reliability.chance_corrected(1.0, 0.2) == 1.0
+    assert reliability.chance_corrected(0.6, 0.2) == pytest.approx(0.5)
+    assert np.isnan(reliability.chance_corrected(0.5, 1.0))
 
 
 class _Design:
@@ -213,7 +213,7 @@ class _Design:
             torch.as_tensor(img), self.levels, occlusion_value=float(img.min()), n_perturbations=n, seed=seed,
             progress=False)
         self.design = spes.SpesDesign(run.scores, run.n_segments, 0.5, seed, self.levels)
-        self.ca = gaussian_filter(rng.normal(size=(tokens, compare.encoder_length(frames))), (0, 1.5))
+        self.ca = gaussian_filter(rng.normal(size=(tokens, grids.encoder_length(frames))), (0, 1.5))
 
     def resample(self, halves=None, scores=None):
         return self.design.cell_maps(halves, scores)
@@ -247,22 +247,22 @@ def null_runs():
     return [_Design(_ignores_input, seed) for seed in range(100, 116)]
 
 
-@pytest.mark.parametrize("reduce", [None, *compare.REDUCERS])
+@pytest.mark.parametrize("reduce", [None, *grids.REDUCERS])
 def test_on_a_forward_that_ignores_its_input_corrected_reliability_and_rho_are_zero(null_runs, reduce):
-    from crossattn_saliency.evaluate import verdicts
+    from crossattn_saliency.evaluate import stats
 
     rho, rho0, rh, rh0 = [], [], [], []
     for i, run in enumerate(null_runs):
-        noise = rel.reference_noise(run.resample, run.design, reduce=reduce, n_splits=6, n_null=6, seed=i)
+        noise = reliability.reference_noise(run.resample, run.design, reducer=reduce, normalization="token_z", n_splits=6, n_null=6, seed=i)
         full = run.resample()[0]
-        red = compare.reduce_to_encoder_grid(full, reduce) if reduce else full
+        red = grids.reduce_to_encoder_grid(full, reduce) if reduce else full
         ca = run.ca if reduce else np.repeat(run.ca, 2, axis=1)[:, : full.shape[1], None] * np.ones(full.shape)
-        rho.append(compare.correlation(compare.normalize(ca, "token_z"), compare.normalize(red, "token_z")))
+        rho.append(correlate.correlation(correlate.normalize(ca, "token_z"), correlate.normalize(red, "token_z")))
         rho0.append(noise.rho_null(ca))
         rh.append(noise.r_half)
         rh0.append(noise.r_half_0)
-    res = rel.corrected_correlation(rho, rho0, rh, rh0, n_bootstrap=400)
-    est = verdicts.set_estimate(rel.chance_corrected(np.array(rh), np.array(rh0)), average="mean",
+    res = reliability.corrected_correlation(rho, rho0, rh, rh0, n_bootstrap=400)
+    est = stats.set_estimate(reliability.chance_corrected(np.array(rh), np.array(rh0)), average="mean",
                                 n_bootstrap=400)
     assert est.lo <= 0 <= est.hi, est
     assert res.rho_corrected.lo <= 0 <= res.rho_corrected.hi, res.rho_corrected
@@ -270,7 +270,7 @@ def test_on_a_forward_that_ignores_its_input_corrected_reliability_and_rho_are_z
 
 
 def test_the_max_pooling_floor_is_seen_by_the_null_and_removed(null_runs):
-    raw = [rel.reference_noise(r.resample, r.design, reduce="max2d", n_splits=6, n_null=6, seed=i)
+    raw = [reliability.reference_noise(r.resample, r.design, reducer="max2d", normalization="token_z", n_splits=6, n_null=6, seed=i)
            for i, r in enumerate(null_runs)]
     # the shared segmentation plus a max over windows gives a positive split-half floor on pure noise
     assert np.mean([n.r_half for n in raw]) > 0.005
@@ -280,7 +280,7 @@ def test_the_max_pooling_floor_is_seen_by_the_null_and_removed(null_runs):
 def test_a_real_signal_keeps_a_high_corrected_reliability():
     runs = [_Design(_reads_input, seed, n=480, frames=60, tokens=4) for seed in range(3)]
     for i, r in enumerate(runs):
-        noise = rel.reference_noise(r.resample, r.design, reduce="max2d", n_splits=4, n_null=4, seed=i)
+        noise = reliability.reference_noise(r.resample, r.design, reducer="max2d", normalization="token_z", n_splits=4, n_null=4, seed=i)
         assert noise.r_half > 0.5 and noise.reliability > 0.6
         assert noise.r_half_0 < 0.3
 
@@ -289,7 +289,7 @@ def test_corrected_correlation_gives_intervals_only_from_eight_utterances():
     rng = np.random.default_rng(0)
     for n, has in ((7, False), (8, True)):
         rho = rng.uniform(0.3, 0.5, n)
-        res = rel.corrected_correlation(rho, np.zeros(n), np.full(n, 0.5), np.zeros(n), n_bootstrap=200)
+        res = reliability.corrected_correlation(rho, np.zeros(n), np.full(n, 0.5), np.zeros(n), n_bootstrap=200)
         assert res.rho.has_interval is has and res.disattenuated.has_interval is has
         assert res.reliability == pytest.approx(2 * 0.5 / 1.5)
         assert res.disattenuated.value == pytest.approx(np.tanh(np.arctanh(rho).mean()) / np.sqrt(2 / 3))
@@ -304,9 +304,9 @@ def test_single_map_disattenuation_recovers_the_noise_free_correlation():
     a = truth + 1.0 * rng.normal(size=truth.shape)
     b = truth + 1.0 * rng.normal(size=truth.shape)           # r_half = 0.5, r_full = 2/3
     full = (a + b) / 2
-    r_half = rel.split_half_reliability(a, b)
-    noise = rel.ReferenceNoise(np.array([r_half]), np.array([0.0]), (rng.normal(size=truth.shape),))
-    d = rel.single_map_disattenuation(e, full, noise, n_bootstrap=300)
+    r_half = reliability.split_half_reliability(a, b, None, "token_z")
+    noise = reliability.ReferenceNoise(np.array([r_half]), np.array([0.0]), (rng.normal(size=truth.shape),))
+    d = reliability.single_map_disattenuation(e, full, noise, n_bootstrap=300)
     assert d.rho == pytest.approx(0.6 * np.sqrt(2 / 3), abs=0.03)
     assert d.lo <= 0.6 <= d.hi and d.disattenuated == pytest.approx(0.6, abs=0.04)
     assert abs(d.rho_null) < 0.05 and d.n_tokens == tokens
@@ -315,7 +315,7 @@ def test_single_map_disattenuation_recovers_the_noise_free_correlation():
 def test_interval_width_prefers_many_utterances_when_map_noise_is_small():
     """At fixed compute (n x budget), the interval narrows with more utterances at a smaller budget
     as long as the budget's map noise stays small next to the spread between utterances."""
-    from crossattn_saliency.evaluate.reliability import interval_width
+    from crossattn_saliency.evaluate.budget import interval_width
 
     compute = 16 * 3200
     budgets = np.array([800, 1600, 3200, 6400])
@@ -328,7 +328,8 @@ def test_interval_width_prefers_many_utterances_when_map_noise_is_small():
 
 
 def test_budget_rule_reports_the_median_map_and_the_noise_share():
-    from crossattn_saliency.evaluate.reliability import budget_for_reliability, budget_rule
+    from crossattn_saliency.evaluate.reliability import budget_for_reliability
+    from crossattn_saliency.evaluate.budget import budget_rule
 
     rule = budget_rule([0.2, 0.5, 0.6, np.nan, 0.9], budget=1000, target=0.5, values=[0.4, 0.6, 0.5],
                        within_sd=0.1)
@@ -347,24 +348,24 @@ def test_pooled_pearson_of_row_moments_is_the_correlation_and_counts_rows():
     rng = np.random.default_rng(11)
     a, b = rng.normal(size=(6, 40)), rng.normal(size=(6, 40))
     b[:3] += a[:3]
-    m = rel.row_moments(a, b)
+    m = token_bootstrap.row_moments(a, b)
     assert m.shape == (6, 6)
-    assert rel.pooled_pearson(m, np.ones((1, 6)))[0] == pytest.approx(compare.correlation(a, b))
+    assert token_bootstrap.pooled_pearson(m, np.ones((1, 6)))[0] == pytest.approx(correlate.correlation(a, b))
     w = np.array([[2, 0, 1, 1, 0, 3]])                          # row i counted w_i times
     rows = np.repeat(np.arange(6), w[0])
-    assert rel.pooled_pearson(m, w)[0] == pytest.approx(compare.correlation(a[rows], b[rows]))
-    assert np.isnan(rel.pooled_pearson(rel.row_moments(a, np.ones_like(b)), np.ones((1, 6)))[0])
+    assert token_bootstrap.pooled_pearson(m, w)[0] == pytest.approx(correlate.correlation(a[rows], b[rows]))
+    assert np.isnan(token_bootstrap.pooled_pearson(token_bootstrap.row_moments(a, np.ones_like(b)), np.ones((1, 6)))[0])
     with pytest.raises(ValueError, match="equally shaped"):
-        rel.row_moments(a, b[:, :-1])
+        token_bootstrap.row_moments(a, b[:, :-1])
 
 
 def test_noise_moments_with_unit_weights_give_the_reference_noise():
     run = _Design(_reads_input, 7, n=480, frames=60, tokens=4)
-    noise = rel.reference_noise(run.resample, run.design, reduce="max2d", n_splits=4, n_null=4, seed=3)
-    mom = rel.noise_moments(run.resample, run.design, reduce="max2d", n_splits=4, n_null=4, seed=3)
+    noise = reliability.reference_noise(run.resample, run.design, reducer="max2d", normalization="token_z", n_splits=4, n_null=4, seed=3)
+    mom = token_bootstrap.noise_moments(run.resample, run.design, reducer="max2d", normalization="token_z", n_splits=4, n_null=4, seed=3)
     ones = np.ones((1, 4))
-    np.testing.assert_allclose(rel.pooled_pearson(mom.splits, ones)[:, 0], noise.r_half_splits, atol=1e-9)
-    np.testing.assert_allclose(rel.pooled_pearson(mom.nulls, ones)[:, 0], noise.r_half_null, atol=1e-9)
+    np.testing.assert_allclose(token_bootstrap.pooled_pearson(mom.splits, ones)[:, 0], noise.r_half_splits, atol=1e-9)
+    np.testing.assert_allclose(token_bootstrap.pooled_pearson(mom.nulls, ones)[:, 0], noise.r_half_null, atol=1e-9)
     assert mom.reliability(ones)[0] == pytest.approx(noise.reliability)
 
 
@@ -377,9 +378,9 @@ def _noisy_pair(rng, agreement, tokens=40, t_enc=150, s2=1.0):
     for t in truths:
         ha, hb = (t + np.sqrt(s2) * rng.normal(size=t.shape) for _ in range(2))
         na, nb = (np.sqrt(s2) * rng.normal(size=t.shape) for _ in range(2))
-        norm = lambda x: compare.normalize(x, "token_z")  # noqa: E731
-        out.append((norm((ha + hb) / 2), rel.NoiseMoments(rel.row_moments(norm(ha), norm(hb))[None],
-                                                           rel.row_moments(norm(na), norm(nb))[None]),
+        norm = lambda x: correlate.normalize(x, "token_z")  # noqa: E731
+        out.append((norm((ha + hb) / 2), token_bootstrap.NoiseMoments(token_bootstrap.row_moments(norm(ha), norm(hb))[None],
+                                                           token_bootstrap.row_moments(norm(na), norm(nb))[None]),
                     [norm(rng.normal(size=t.shape)) for _ in range(3)]))
     return out
 
@@ -390,25 +391,25 @@ def test_token_bootstrap_recovers_the_agreement_of_two_noisy_maps(agreement):
     reliabilities on the same resampled tokens, the interval of 3 utterances holds the truth."""
     rng = np.random.default_rng(int(agreement * 10))
     utts = [_noisy_pair(rng, agreement) for _ in range(3)]
-    pair = [rel.row_moments(a[0], b[0]) for a, b in utts]
-    nulls = [np.stack([rel.row_moments(a[0], m) for m in b[2]]) for a, b in utts]
-    est = rel.token_bootstrap_disattenuated(pair, nulls, [b[1] for _, b in utts], [a[1] for a, _ in utts],
+    pair = [token_bootstrap.row_moments(a[0], b[0]) for a, b in utts]
+    nulls = [np.stack([token_bootstrap.row_moments(a[0], m) for m in b[2]]) for a, b in utts]
+    est = token_bootstrap.token_bootstrap_disattenuated(pair, nulls, [b[1] for _, b in utts], [a[1] for a, _ in utts],
                                             n_bootstrap=300, seed=1)
     assert est.lo <= agreement <= est.hi and est.lo < est.value < est.hi, est
     assert est.hi - est.lo < 0.25
-    raw = rel.token_bootstrap_disattenuated(pair, nulls, [b[1] for _, b in utts], n_bootstrap=300, seed=1, raw=True)
+    raw = token_bootstrap.token_bootstrap_disattenuated(pair, nulls, [b[1] for _, b in utts], n_bootstrap=300, seed=1, raw=True)
     assert raw.hi < agreement * 0.8                                   # attenuated by sqrt(2/3 * 2/3)
     # unit weights are the set-level formula of the rest of the compendium
-    rc = [rel.chance_corrected(compare.correlation(a[0], b[0]), np.mean([compare.correlation(a[0], m) for m in b[2]]))
+    rc = [reliability.chance_corrected(correlate.correlation(a[0], b[0]), np.mean([correlate.correlation(a[0], m) for m in b[2]]))
           for a, b in utts]
     ra = np.mean([a[1].reliability(np.ones((1, 40)))[0] for a, _ in utts])
     rb = np.mean([b[1].reliability(np.ones((1, 40)))[0] for _, b in utts])
     assert est.value == pytest.approx(np.tanh(np.mean(np.arctanh(rc))) / np.sqrt(ra * rb))
     # the same weights give paired replicates: a ratio of two comparisons has its own interval
-    w = rel.token_weights([40] * 3, 50, seed=2)
-    r1 = rel.token_bootstrap_replicates(pair, nulls, [b[1] for _, b in utts], w, [a[1] for a, _ in utts])
+    w = token_bootstrap.token_weights([40] * 3, 50, seed=2)
+    r1 = token_bootstrap.token_bootstrap_replicates(pair, nulls, [b[1] for _, b in utts], w, [a[1] for a, _ in utts])
     np.testing.assert_allclose(r1 / r1, 1.0)
     assert r1[0] == pytest.approx(est.value) and r1.shape == (51,)
     with pytest.raises(ValueError, match="weights for 40 tokens, maps of 39"):
-        rel.token_bootstrap_replicates([p[:-1] for p in pair], [n[:, :-1] for n in nulls],
+        token_bootstrap.token_bootstrap_replicates([p[:-1] for p in pair], [n[:, :-1] for n in nulls],
                                        [b[1] for _, b in utts], w)

@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crossattn_saliency.present import report
+from crossattn_saliency.evaluate import claims
+from crossattn_saliency.present import report, tables
 
 
-from crossattn_saliency.explain.explanations import View
-from crossattn_saliency.evaluate.tables import CorrelationRow, CorrelationTable, DeletionRecord, DeletionTable, MixingRow, Ranking
+from crossattn_saliency.evaluate.views import View
+from crossattn_saliency.evaluate.results import CorrelationRow, CorrelationTable, DeletionRecord, DeletionTable, MixingRow, Ranking
 
 N_LAYERS, N_HEADS = 2, 3
 
@@ -77,7 +78,7 @@ def _tables(n=12, rho_it=0.45, dis_x=None, en_tts=True):
 
 
 def test_claims_hold_on_a_table_built_to_agree():
-    out = report.claims_table(*_tables(), n_bootstrap=300).set_index("claim")
+    out = claims.claims_table(*_tables(), n_bootstrap=300).set_index("claim")
     for claim in ("single_heads", "averaging", "last_layers", "half", "rho_h", "gain", "it_st", "deletion",
                   "reducer"):
         assert out.loc[claim, "verdict"] == "holds", (claim, out.loc[claim].to_dict())
@@ -97,28 +98,28 @@ def test_claims_hold_on_a_table_built_to_agree():
     ((-0.30, -0.40, -0.20), "does not hold"),
 ])
 def test_each_outcome_of_the_half_claim_on_hand_made_intervals(dis, outcome):
-    out = report.claims_table(*_tables(dis_x=dis), n_bootstrap=100).set_index("claim")
+    out = claims.claims_table(*_tables(dis_x=dis), n_bootstrap=100).set_index("claim")
     assert out.loc["half", "verdict"] == outcome
 
 
 def test_below_eight_utterances_nothing_is_decided():
-    out = report.claims_table(*_tables(n=3), n_bootstrap=100).set_index("claim")
+    out = claims.claims_table(*_tables(n=3), n_bootstrap=100).set_index("claim")
     for claim in ("single_heads", "averaging", "last_layers", "half", "rho_h", "gain", "deletion", "reducer"):
         assert out.loc[claim, "verdict"] == "not testable at this size", claim
     assert "no interval below 8 utterances" in out.loc["half", "ours (corrected)"]
 
 
 def test_language_and_task_compare_like_with_like():
-    out = report.claims_table(*_tables(en_tts=False), n_bootstrap=100).set_index("claim")
+    out = claims.claims_table(*_tables(en_tts=False), n_bootstrap=100).set_index("claim")
     assert "no whisper-base__en-tts__asr saliency" in out.loc["it_st", "ours (raw)"]
     assert "same audio" in out.loc["it_st", "ours (raw)"]
-    out = report.claims_table(*_tables(rho_it=0.9), n_bootstrap=100).set_index("claim")
+    out = claims.claims_table(*_tables(rho_it=0.9), n_bootstrap=100).set_index("claim")
     assert "language (whisper-base): does not hold" in out.loc["it_st", "verdict"]
 
 
 def test_save_table_writes_csv_and_markdown(tmp_path):
     df = pd.DataFrame({"a": [1.23456, float("nan")], "b|c": ["x", "y"]})
-    csv, md = report.save_table(df, tmp_path / "t.v1", title="T")
+    csv, md = tables.save_table(df, tmp_path / "t.v1", title="T")
     assert csv.name == "t.v1.csv" and md.name == "t.v1.md"
     text = md.read_text()
     assert text.startswith("# T") and "| 1.23 |" in text and "b\\|c" in text
@@ -127,9 +128,9 @@ def test_save_table_writes_csv_and_markdown(tmp_path):
 def test_report_markdown_lists_claims_and_tables(tmp_path):
     from crossattn_saliency.core import config
 
-    claims = report.claims_table(*_tables(rho_it=0.9), n_bootstrap=100)
-    report.save_table(pd.DataFrame({"x": [1]}), tmp_path / "quality", title="Q")
-    text = report.report_markdown(config.get_profile("smoke"), claims, tmp_path)
+    table = claims.claims_table(*_tables(rho_it=0.9), n_bootstrap=100)
+    tables.save_table(pd.DataFrame({"x": [1]}), tmp_path / "quality", title="Q")
+    text = report.report_markdown(config.get_profile("smoke"), table, tmp_path)
     assert "## The claims" in text and "| claim | study |" in text and "do not (clearly) hold" in text
     assert "**it_st** (language (whisper-base): does not hold" in text
     assert "| x |" in text and "table `deletion` not produced" in text
@@ -138,14 +139,14 @@ def test_report_markdown_lists_claims_and_tables(tmp_path):
 def test_report_method_text_comes_from_the_profile(tmp_path):
     from crossattn_saliency.core import config
 
-    claims = report.claims_table(*_tables(), n_bootstrap=100)
+    table = claims.claims_table(*_tables(), n_bootstrap=100)
     p = config.get_profile("smoke")
-    a = report.report_markdown(p, claims, tmp_path)
-    b = report.report_markdown(p.with_overrides(reducer="mean2d", spes_perturbations=777), claims, tmp_path)
+    a = report.report_markdown(p, table, tmp_path)
+    b = report.report_markdown(p.with_overrides(reducer="mean2d", spes_perturbations=777), table, tmp_path)
     method = lambda text: text.split("## How these numbers were made")[1].split("## The claims")[0]  # noqa: E731
     assert "2D max pooling" in method(a) and "2D mean pooling" in method(b) and "2D max pooling" not in method(b)
     assert "777 perturbations" in b
-    c = report.report_markdown(p.with_overrides(min_utterances=5, null_permutations=11), claims, tmp_path)
+    c = report.report_markdown(p.with_overrides(min_utterances=5, null_permutations=11), table, tmp_path)
     assert "from 5 utterances on" in method(c) and "11 permutations" in method(c)
 
 
@@ -153,10 +154,10 @@ def test_a_failed_disattenuation_check_moves_verdicts_to_raw_values(tmp_path):
     from crossattn_saliency.core import config
 
     t = _tables(dis_x=(0.55, 0.50, 0.60))       # disattenuated in range, raw (0.5 +- 0.05) in range too
-    ok = report.claims_table(*t, n_bootstrap=100, disattenuation_ok=True).set_index("claim")
+    ok = claims.claims_table(*t, n_bootstrap=100, disattenuation_ok=True).set_index("claim")
     t2 = _tables(dis_x=(0.20, 0.15, 0.25))       # disattenuated below the range, raw still in range
-    fail = report.claims_table(*t2, n_bootstrap=100, disattenuation_ok=False).set_index("claim")
-    used = report.claims_table(*t2, n_bootstrap=100, disattenuation_ok=True).set_index("claim")
+    fail = claims.claims_table(*t2, n_bootstrap=100, disattenuation_ok=False).set_index("claim")
+    used = claims.claims_table(*t2, n_bootstrap=100, disattenuation_ok=True).set_index("claim")
     assert ok.loc["half", "verdict"] == "holds"
     assert used.loc["half", "verdict"] == "holds, smaller than the study"
     assert "whisper-base__en-real__asr: holds;" in fail.loc["half", "verdict"]   # decided on raw values
@@ -166,9 +167,10 @@ def test_a_failed_disattenuation_check_moves_verdicts_to_raw_values(tmp_path):
 
 
 def test_sensitivity_section_sets_settings_beside_conditions_and_judges_agreement_by_its_interval():
-    from crossattn_saliency.present import report
-    from crossattn_saliency.evaluate import tables
-    from crossattn_saliency.explain.explanations import View
+    from crossattn_saliency.evaluate import claims
+    from crossattn_saliency.present import report, tables
+    from crossattn_saliency.evaluate import results
+    from crossattn_saliency.evaluate.views import View
 
     rows = [{"condition": "tiny", "reference": "SM_X", "setting": s, "rho": r, "rho disattenuated": d,
              "seconds for 0.5": sec, "utterances": 8}
@@ -184,12 +186,12 @@ def test_sensitivity_section_sets_settings_beside_conditions_and_judges_agreemen
     iv = intervals(("p0.2", 0.97, 0.96, 0.99, nan, nan, nan), ("levels-one", 0.80, 0.70, 0.90, nan, nan, nan))
 
     def row(cond, view, rho, dis):
-        return tables.CorrelationRow(condition=cond, model="m", set="s", task="asr", kind="CA", view=view, n_layers=4,
+        return results.CorrelationRow(condition=cond, model="m", set="s", task="asr", kind="CA", view=view, n_layers=4,
                                      target="SM_X", reducer="max2d", normalization="token_z", utterances=8, rho=rho,
                                      rho_lo=np.nan, rho_hi=np.nan, rho_pooled=rho, spearman=rho, reliability=0.5,
                                      ceiling=0.7, rho_disattenuated=dis, dis_lo=np.nan, dis_hi=np.nan, rho_null=0.0,
                                      rho_corrected=rho, r_half=0.3, r_half_null=0.0)
-    corr = tables.CorrelationTable([row("tiny", View("all"), 0.30, 0.6), row("base", View("all"), 0.10, 0.2),
+    corr = results.CorrelationTable([row("tiny", View("all"), 0.30, 0.6), row("base", View("all"), 0.10, 0.2),
                                     row("tiny", View("layer", layer=0), 0.05, 0.1),
                                     row("tiny", View("layer", layer=3), 0.45, 0.9)])
     text = report.sensitivity_section(pd.DataFrame(rows), iv, corr)

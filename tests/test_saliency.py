@@ -15,10 +15,10 @@ from scipy.stats import rankdata, spearmanr
 
 from crossattn_saliency.explain import backends
 from crossattn_saliency.explain import spes as sal
-from crossattn_saliency.explain.saliency_result import SaliencyResult
+from crossattn_saliency.explain.spes_record import SaliencyResult
 from crossattn_saliency.explain.spes import MaskSampler, Spes, SpesParams, encoder_units, occlusion_value, slic_levels
-from crossattn_saliency.models.transcribe import teacher_forcing_inputs
-from crossattn_saliency.explain.whisper_spes import WhisperSpes, spes_encoder, spes_input
+from crossattn_saliency.models.decoding import teacher_forcing_inputs
+from crossattn_saliency.explain.spes_whisper import WhisperSpes, spes_encoder, spes_input
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -482,14 +482,14 @@ def test_result_file_written_before_the_split_still_loads_and_matches(tiny_whisp
         assert x.shape == y.shape and x.dtype == y.dtype and np.isfinite(x).all(), name
     # and today's file has the same format: the old arrays with the same names and dtypes, the same
     # metadata, plus the per-perturbation scores and units (which the old file lacks: no design)
-    from crossattn_saliency.core import cache
+    from crossattn_saliency.core import files
 
     assert not old.has_design and new.has_design
     with pytest.raises(ValueError, match="recompute it"):
         old.design()
     new.info = old.info
-    arrays_new, meta_new = cache.read_npz(new.save(tmp_path / "u1.npz"))
-    arrays_old, meta_old = cache.read_npz(FIXTURES / "saliency_result_v1.npz")
+    arrays_new, meta_new = files.read_npz(new.save(tmp_path / "u1.npz"))
+    arrays_old, meta_old = files.read_npz(FIXTURES / "saliency_result_v1.npz")
     assert meta_new == meta_old and meta_new["format"] == "crossattn_saliency.SaliencyResult/1"
     assert {k: v.dtype for k, v in arrays_new.items() if k in arrays_old} == \
         {k: v.dtype for k, v in arrays_old.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency.core import cache
+from crossattn_saliency.core import files
 from crossattn_saliency.run.store import ParamsMismatch, ResultStore, params_diff
 
 
@@ -62,7 +62,7 @@ def test_a_failed_computation_leaves_no_file(tmp_path):
     assert not list(tmp_path.rglob("*.json"))
 
     def half_written(obj, path):  # a writer that dies midway: the atomic rename never happens
-        with cache.atomic_path(path, ".npz") as tmp:
+        with files.atomic_path(path, ".npz") as tmp:
             tmp.write_bytes(b"partial")
             raise KeyboardInterrupt
 

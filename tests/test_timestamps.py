@@ -99,22 +99,22 @@ def test_shipped_alignment_heads_reproduce_transformers_token_timestamps(name):
 
     from crossattn_saliency.explain import attention
     from crossattn_saliency import data
-    from crossattn_saliency.models import models, transcribe
+    from crossattn_saliency.models import loading, decoding
 
     root = data.fetch_sdist(*data.POCKETSPHINX_SDIST, members=["test/data/librivox", "LICENSE"])
     audio = data.read_audio(root / "test/data/librivox/sense_and_sensibility_01_austen_64kb-0890.wav")
-    lm = models.load_model(name)
+    lm = loading.load_model(name)
     fe = lm.processor.feature_extractor(audio, sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
     kw = dict(language="en", task="transcribe") if lm.info.multilingual else {}
     with torch.inference_mode():
         out = lm.model.generate(fe.input_features, attention_mask=fe.attention_mask, return_token_timestamps=True,
                                 return_dict_in_generate=True, **kw)
     want = out["token_timestamps"][0].numpy()
-    feats, n = transcribe.features(lm, audio, 16000, "clip")
+    feats, n = decoding.features(lm, audio, 16000, "clip")
     prompt = lm.prompt_ids("en", "transcribe")
-    ids = transcribe.decode(lm, feats, "en", "transcribe", beam_size=1)
+    ids = decoding.decode(lm, feats, "en", "transcribe", beam_size=1)
     assert out["sequences"][0].tolist() == prompt + ids
-    _, cross = attention.forced_decoding(lm, feats, transcribe.Hypothesis("clip", tuple(prompt), tuple(ids), "", n))
+    _, cross = attention.forced_decoding(lm, feats, decoding.Hypothesis("clip", tuple(prompt), tuple(ids), "", n))
     heads = np.stack([cross[l, h] for l, h in lm.info.alignment_heads])
     got = ts.transformers_token_timestamps(heads, len(prompt), int(fe.attention_mask.sum()))
     np.testing.assert_allclose(got, want, atol=1e-6)
@@ -125,9 +125,10 @@ def test_downstream_tables_and_head_selection_on_planted_explanations():
     else is noise: the timestamp table ranks them first, and heads chosen on held-out halves find
     the planted head (k = the 2 'shipped' heads, which are noise here)."""
     from crossattn_saliency.core import config
-    from crossattn_saliency.run import downstream, pipeline
-    from crossattn_saliency.explain.explanations import Explanation
-    from crossattn_saliency.models.transcribe import Hypothesis, Utterance
+    from crossattn_saliency.explain.explanation import Explained
+    from crossattn_saliency.run import timing
+    from crossattn_saliency.explain.explanation import Explanation
+    from crossattn_saliency.models.decoding import Hypothesis, Utterance
 
     rng = np.random.default_rng(3)
     cfg = config.get_profile("smoke", n_bootstrap=50)
@@ -148,17 +149,17 @@ def test_downstream_tables_and_head_selection_on_planted_explanations():
                 "SM_H": Explanation(kind="SM_H", grid="encoder", maps=truth + 0.3 * rng.random(size=truth.shape),
                                     **common)}
         hyp = Hypothesis(uid, (1,), tuple(ids) + (2,), "", 2 * n_pos)
-        items.append(pipeline.Explained(Utterance(uid, np.zeros((80, 3000)), 2 * n_pos, hyp, "", {}), exps))
+        items.append(Explained(Utterance(uid, np.zeros((80, 3000)), 2 * n_pos, hyp, "", {}), exps))
         refs[uid] = [(t.strip(), b * 0.02, e * 0.02) for t, b, e in zip(toks, bounds, bounds[1:])]
-    errors = downstream.timestamp_errors(cfg, cond, items, refs)
-    table = downstream.timestamp_table(cfg, errors).set_index(["kind", "view"])
+    errors = timing.timestamp_errors(cfg, cond, items, refs)
+    table = timing.timestamp_table(cfg, errors).set_index(["kind", "view"])
     assert table.loc[("SM_H", "map"), "start_median (ms)"] <= 20
     assert table.loc[("CA", "alignment heads"), "start_median (ms)"] > 100
     assert set(table["utterances"]) == {4} and set(table["words"]) == {24}
-    sel = downstream.head_selection(cfg, cond, items, refs)
+    sel = timing.head_selection(cfg, cond, items, refs)
     assert sel["k"] == 2 and all([1, 1] in hs for hs in sel["heads"]["by timing"])
     assert sel["summary"]["by timing"].start_median[0] < sel["summary"]["shipped"].start_median[0]
-    heads = downstream.heads_table({cond.name: sel})
+    heads = timing.heads_table({cond.name: sel})
     assert set(heads["heads"]) == {"by timing", "shipped"} and len(heads) == 2
     # the REPORT.md section replaces itself on a rerun
     from crossattn_saliency.present import report

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from crossattn_saliency.evaluate import metrics
-from crossattn_saliency.models import transcribe
+from crossattn_saliency.models import decoding
 
 
 def _noise(seconds: float, seed: int = 0) -> np.ndarray:
@@ -20,12 +20,12 @@ def _noise(seconds: float, seed: int = 0) -> np.ndarray:
     (np.full(1600, np.nan, np.float32), 16000, "NaN"),
 ])
 def test_bad_audio_is_a_clear_error(audio, sr, message):
-    with pytest.raises(transcribe.AudioError, match=message):
-        transcribe.check_audio(audio, sr, "utt1")
+    with pytest.raises(decoding.AudioError, match=message):
+        decoding.check_audio(audio, sr, "utt1")
 
 
 def test_features_shape_and_speech_frames(tiny_loaded):
-    feats, n = transcribe.features(tiny_loaded, _noise(2.5))
+    feats, n = decoding.features(tiny_loaded, _noise(2.5))
     assert feats.shape == (80, 3000) and feats.dtype == np.float32
     assert n == 250
     # padding frames carry the log-mel floor: max - 2 in Whisper's normalised units
@@ -35,29 +35,30 @@ def test_features_shape_and_speech_frames(tiny_loaded):
 def test_a_batch_decodes_as_one_by_one(tiny_loaded):
     """The deletion test decodes a curve's inputs in one batch: each row gives what decoding it alone
     gives (float32; the inputs fill the window, so no padding enters)."""
-    feats = [transcribe.features(tiny_loaded, _noise(s, seed=k))[0] for k, s in enumerate((1.0, 2.5, 4.0))]
-    alone = [transcribe.decode(tiny_loaded, f, beam_size=1, max_new_tokens=8) for f in feats]
-    assert transcribe.decode_batch(tiny_loaded, feats, beam_size=1, max_new_tokens=8) == alone
+    feats = [decoding.features(tiny_loaded, _noise(s, seed=k))[0] for k, s in enumerate((1.0, 2.5, 4.0))]
+    alone = [decoding.decode(tiny_loaded, f, beam_size=1, max_new_tokens=8) for f in feats]
+    assert decoding.decode_batch(tiny_loaded, feats, beam_size=1, max_new_tokens=8) == alone
     assert all(ids[-1] == tiny_loaded.special_ids["eot"] for ids in alone)
-    assert transcribe.decode_batch(tiny_loaded, [], beam_size=1) == []
+    assert decoding.decode_batch(tiny_loaded, [], beam_size=1) == []
 
 
 def test_transcribe_set_caches_and_resumes(tiny_loaded, tmp_path, monkeypatch):
+    from crossattn_saliency.run import transcribing
     from crossattn_saliency.run.store import ParamsMismatch, ResultStore
 
     utts = [{"id": f"u{i}", "audio": _noise(1.0 + i, seed=i), "sampling_rate": 16000} for i in range(2)]
     store = ResultStore(tmp_path)
-    first = transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, store, "cond", progress=False)
+    first = transcribing.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, store, "cond", progress=False)
     assert [h.utt_id for h in first] == ["u0", "u1"]
     assert all(h.token_ids[-1] == tiny_loaded.special_ids["eot"] for h in first)
     assert first[0].prompt_ids == tuple(tiny_loaded.prompt_ids())
     assert (tmp_path / "hypotheses" / "cond" / "u1.json").is_file()
-    monkeypatch.setattr(transcribe, "decode", lambda *a, **k: pytest.fail("decoded again"))
-    again = transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, store, "cond", progress=False)
+    monkeypatch.setattr(decoding, "decode", lambda *a, **k: pytest.fail("decoded again"))
+    again = transcribing.transcribe_set(tiny_loaded, utts, "en", "transcribe", 1, store, "cond", progress=False)
     assert again == first
     strict = ResultStore(tmp_path, on_mismatch="error")
     with pytest.raises(ParamsMismatch, match="beam_size: stored 1, wanted 5"):
-        transcribe.transcribe_set(tiny_loaded, utts, "en", "transcribe", 5, strict, "cond", progress=False)
+        transcribing.transcribe_set(tiny_loaded, utts, "en", "transcribe", 5, strict, "cond", progress=False)
 
 
 def test_wer_uses_whisper_normalizer():

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from crossattn_saliency.evaluate import compare, verdicts as vd
-from crossattn_saliency.evaluate.verdicts import Estimate
+from crossattn_saliency.evaluate import stats, verdicts
+from crossattn_saliency.evaluate.stats import Estimate
 
 NAN = float("nan")
 
@@ -22,22 +22,22 @@ def _width(est: Estimate) -> float:
 def test_fisher_mean_matches_hand_computation_and_ignores_nan():
     r = np.array([0.1, 0.5, 0.8, NAN, -0.2])
     finite = r[np.isfinite(r)]
-    assert vd.fisher_mean(r) == pytest.approx(np.tanh(np.mean(np.arctanh(finite))))
-    assert math.isnan(vd.fisher_mean([NAN, np.inf]))
-    assert math.isnan(vd.fisher_mean([]))
+    assert stats.fisher_mean(r) == pytest.approx(np.tanh(np.mean(np.arctanh(finite))))
+    assert math.isnan(stats.fisher_mean([NAN, np.inf]))
+    assert math.isnan(stats.fisher_mean([]))
 
 
 def test_fisher_mean_handles_perfect_correlations():
     for r in ([1.0, 0.5], [-1.0, -0.5], [1.0, -1.0], [1.0, 1.0]):
-        m = vd.fisher_mean(r)
+        m = stats.fisher_mean(r)
         assert math.isfinite(m) and -1.0 <= m <= 1.0
-    assert vd.fisher_mean([1.0, -1.0]) == pytest.approx(0.0, abs=1e-9)
-    assert vd.fisher_mean([1.0, 1.0]) == pytest.approx(1.0, abs=1e-6)
+    assert stats.fisher_mean([1.0, -1.0]) == pytest.approx(0.0, abs=1e-9)
+    assert stats.fisher_mean([1.0, 1.0]) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_fisher_mean_differs_from_plain_mean_for_skewed_values():
     r = [0.95, 0.1, 0.1, 0.1]
-    assert vd.fisher_mean(r) > np.mean(r) + 0.05
+    assert stats.fisher_mean(r) > np.mean(r) + 0.05
 
 
 # --------------------------------------------------------------------------- set_estimate
@@ -45,13 +45,13 @@ def test_fisher_mean_differs_from_plain_mean_for_skewed_values():
 
 def test_set_estimate_is_seeded_and_matches_compare_bootstrap():
     v = np.random.default_rng(3).normal(0.3, 0.2, size=20)
-    e1 = vd.set_estimate(v, average="mean", seed=5)
-    e2 = vd.set_estimate(v, average="mean", seed=5)
-    e3 = vd.set_estimate(v, average="mean", seed=6)
+    e1 = stats.set_estimate(v, average="mean", seed=5)
+    e2 = stats.set_estimate(v, average="mean", seed=5)
+    e3 = stats.set_estimate(v, average="mean", seed=6)
     assert (e1.lo, e1.hi) == (e2.lo, e2.hi)
     assert (e1.lo, e1.hi) != (e3.lo, e3.hi)
-    # same conventions as compare.bootstrap_ci (same seed -> same resamples)
-    est, lo, hi = compare.bootstrap_ci(v, seed=5)
+    # same conventions as stats.bootstrap_ci (same seed -> same resamples)
+    est, lo, hi = stats.bootstrap_ci(v, seed=5)
     assert np.allclose([e1.value, e1.lo, e1.hi], [est, lo, hi])
     assert e1.n == 20 and e1.lo < e1.value < e1.hi
 
@@ -59,32 +59,32 @@ def test_set_estimate_is_seeded_and_matches_compare_bootstrap():
 def test_set_estimate_fisher_value_and_interval():
     r = np.tanh(np.random.default_rng(1).normal(0.4, 0.3, size=15))
     r[[2, 9]] = NAN
-    e = vd.set_estimate(r)
+    e = stats.set_estimate(r)
     assert e.n == 13 and e.method == "Fisher z mean over utterances"
-    assert e.value == pytest.approx(vd.fisher_mean(r))
+    assert e.value == pytest.approx(stats.fisher_mean(r))
     assert e.has_interval and -1 <= e.lo < e.value < e.hi <= 1
 
 
 @pytest.mark.parametrize("n", [2, 7])
 def test_set_estimate_gives_no_interval_below_eight(n):
     v = np.linspace(0.1, 0.5, n)
-    e = vd.set_estimate(v)
+    e = stats.set_estimate(v)
     assert e.n == n and not e.has_interval
     assert math.isnan(e.lo) and math.isnan(e.hi)
-    assert e.value == pytest.approx(vd.fisher_mean(v))
+    assert e.value == pytest.approx(stats.fisher_mean(v))
 
 
 def test_set_estimate_gives_interval_at_eight_and_counts_finite_only():
     v = np.linspace(0.1, 0.5, 8)
-    assert vd.set_estimate(v).has_interval
+    assert stats.set_estimate(v).has_interval
     # 8 values but one NaN: 7 finite -> no interval
     v2 = v.copy()
     v2[0] = NAN
-    e = vd.set_estimate(v2)
+    e = stats.set_estimate(v2)
     assert e.n == 7 and not e.has_interval
-    empty = vd.set_estimate([NAN, NAN])
+    empty = stats.set_estimate([NAN, NAN])
     assert empty.n == 0 and math.isnan(empty.value) and not empty.has_interval
-    assert vd.MIN_UTTERANCES == 8
+    assert stats.MIN_UTTERANCES == 8
 
 
 def test_set_estimate_coverage_is_roughly_nominal():
@@ -92,18 +92,18 @@ def test_set_estimate_coverage_is_roughly_nominal():
     mu, hits, sims = 0.25, 0, 200
     for i in range(sims):
         v = rng.normal(mu, 1.0, size=30)
-        e = vd.set_estimate(v, average="mean", n_bootstrap=1000, seed=i)
+        e = stats.set_estimate(v, average="mean", n_bootstrap=1000, seed=i)
         hits += e.lo <= mu <= e.hi
     assert 0.88 <= hits / sims <= 0.99
 
 
 def test_set_estimate_rejects_bad_arguments():
     with pytest.raises(ValueError, match="average"):
-        vd.set_estimate([0.1] * 10, average="median")
+        stats.set_estimate([0.1] * 10, average="median")
     with pytest.raises(ValueError, match="alpha"):
-        vd.set_estimate([0.1] * 10, alpha=1.5)
+        stats.set_estimate([0.1] * 10, alpha=1.5)
     with pytest.raises(ValueError, match="min_utterances"):
-        vd.set_estimate([0.1] * 10, min_utterances=1)
+        stats.set_estimate([0.1] * 10, min_utterances=1)
 
 
 # --------------------------------------------------------------------------- paired_estimate
@@ -120,16 +120,16 @@ def _correlated_pair(n=40, seed=2):
 @pytest.mark.parametrize("average", ["fisher", "mean"])
 def test_paired_estimate_is_narrower_than_unpaired(average):
     a, b = _correlated_pair()
-    paired = vd.paired_estimate(a, b, average=average, seed=0)
+    paired = stats.paired_estimate(a, b, average=average, seed=0)
     assert paired.has_interval and paired.lo > 0
     # unpaired: resample a and b independently
     n, nb = a.size, 1000
-    ia = compare.bootstrap_indices(n, nb, 1)
-    ib = compare.bootstrap_indices(n, nb, 2)
+    ia = stats.bootstrap_indices(n, nb, 1)
+    ib = stats.bootstrap_indices(n, nb, 2)
     if average == "fisher":
         za, zb = np.arctanh(a), np.arctanh(b)
         boot = np.tanh(za[ia].mean(1)) - np.tanh(zb[ib].mean(1))
-        assert paired.value == pytest.approx(vd.fisher_mean(a) - vd.fisher_mean(b))
+        assert paired.value == pytest.approx(stats.fisher_mean(a) - stats.fisher_mean(b))
     else:
         boot = a[ia].mean(1) - b[ib].mean(1)
         assert paired.value == pytest.approx(np.mean(a - b))
@@ -139,24 +139,24 @@ def test_paired_estimate_is_narrower_than_unpaired(average):
 
 def test_paired_estimate_mean_matches_compare_paired_bootstrap():
     a, b = _correlated_pair()
-    e = vd.paired_estimate(a, b, average="mean", seed=4)
-    assert np.allclose([e.value, e.lo, e.hi], compare.paired_bootstrap_ci(a, b, seed=4))
+    e = stats.paired_estimate(a, b, average="mean", seed=4)
+    assert np.allclose([e.value, e.lo, e.hi], stats.paired_bootstrap_ci(a, b, seed=4))
 
 
 def test_paired_estimate_drops_incomplete_pairs_and_checks_lengths():
     a, b = _correlated_pair(n=10)
     a2, b2 = a.copy(), b.copy()
     a2[1], b2[5], b2[7] = NAN, NAN, np.inf
-    e = vd.paired_estimate(a2, b2, average="mean")
+    e = stats.paired_estimate(a2, b2, average="mean")
     keep = np.ones(10, bool)
     keep[[1, 5, 7]] = False
     assert e.n == 7 and not e.has_interval  # 7 complete pairs: below 8
     assert e.value == pytest.approx(np.mean(a[keep] - b[keep]))
-    ef = vd.paired_estimate(a2, b2, average="fisher")
-    assert ef.value == pytest.approx(vd.fisher_mean(a[keep]) - vd.fisher_mean(b[keep]))
-    assert vd.paired_estimate(a, b).has_interval  # all 10 pairs
+    ef = stats.paired_estimate(a2, b2, average="fisher")
+    assert ef.value == pytest.approx(stats.fisher_mean(a[keep]) - stats.fisher_mean(b[keep]))
+    assert stats.paired_estimate(a, b).has_interval  # all 10 pairs
     with pytest.raises(ValueError, match="same number"):
-        vd.paired_estimate(a, b[:-1])
+        stats.paired_estimate(a, b[:-1])
 
 
 # --------------------------------------------------------------------------- hierarchical_estimate
@@ -169,9 +169,9 @@ def _nested(n_utt=20, tokens=3, within_sd=3.0, between_sd=0.2, seed=0):
 
 def test_hierarchical_estimate_value_and_width():
     groups = _nested()
-    h = vd.hierarchical_estimate(groups, seed=0)
+    h = stats.hierarchical_estimate(groups, seed=0)
     means = np.array([g.mean() for g in groups])
-    flat = vd.set_estimate(means, average="mean", seed=0)
+    flat = stats.set_estimate(means, average="mean", seed=0)
     assert h.n == 20 and h.value == pytest.approx(means.mean()) == pytest.approx(flat.value)
     assert h.has_interval and h.lo < h.value < h.hi
     # large within-utterance spread with 3 tokens each: the second level adds the token
@@ -182,34 +182,34 @@ def test_hierarchical_estimate_value_and_width():
 def test_hierarchical_estimate_with_constant_tokens_matches_flat_bootstrap():
     # no within-utterance spread: the second level changes nothing
     groups = [np.full(4, v) for v in np.linspace(0, 1, 12)]
-    h = vd.hierarchical_estimate(groups, seed=3)
-    flat = vd.set_estimate([g[0] for g in groups], average="mean", seed=3)
+    h = stats.hierarchical_estimate(groups, seed=3)
+    flat = stats.set_estimate([g[0] for g in groups], average="mean", seed=3)
     assert np.allclose([h.value, h.lo, h.hi], [flat.value, flat.lo, flat.hi])
 
 
 def test_hierarchical_estimate_is_seeded_and_chunking_is_invisible(monkeypatch):
     groups = _nested(n_utt=10, tokens=5)
-    e1 = vd.hierarchical_estimate(groups, seed=7, n_bootstrap=200)
-    e2 = vd.hierarchical_estimate(groups, seed=7, n_bootstrap=200)
-    e3 = vd.hierarchical_estimate(groups, seed=8, n_bootstrap=200)
+    e1 = stats.hierarchical_estimate(groups, seed=7, n_bootstrap=200)
+    e2 = stats.hierarchical_estimate(groups, seed=7, n_bootstrap=200)
+    e3 = stats.hierarchical_estimate(groups, seed=8, n_bootstrap=200)
     assert (e1.lo, e1.hi) == (e2.lo, e2.hi) != (e3.lo, e3.hi)
     # tiny chunks draw the same random numbers in the same order
-    monkeypatch.setattr(vd, "_CHUNK_DRAWS", 7)
-    e4 = vd.hierarchical_estimate(groups, seed=7, n_bootstrap=200)
+    monkeypatch.setattr(stats, "_CHUNK_DRAWS", 7)
+    e4 = stats.hierarchical_estimate(groups, seed=7, n_bootstrap=200)
     assert np.allclose([e4.lo, e4.hi], [e1.lo, e1.hi])
 
 
 def test_hierarchical_estimate_min_utterances_and_cleaning():
     groups = _nested(n_utt=8, tokens=4)
-    assert vd.hierarchical_estimate(groups).has_interval
-    e7 = vd.hierarchical_estimate(groups[:7])
+    assert stats.hierarchical_estimate(groups).has_interval
+    e7 = stats.hierarchical_estimate(groups[:7])
     assert e7.n == 7 and not e7.has_interval
     # an utterance left empty after dropping NaN does not count
     ragged = [np.append(g, NAN) for g in groups[:7]] + [np.array([NAN, NAN])]
-    e = vd.hierarchical_estimate(ragged)
+    e = stats.hierarchical_estimate(ragged)
     assert e.n == 7 and not e.has_interval
     assert e.value == pytest.approx(np.mean([g.mean() for g in groups[:7]]))
-    assert vd.hierarchical_estimate([]).n == 0
+    assert stats.hierarchical_estimate([]).n == 0
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -221,38 +221,38 @@ def _est(value, lo, hi, n=20):
 
 def test_judge_covers_all_six_outcomes():
     study = (0.2, 0.4)
-    assert vd.judge(_est(0.3, 0.25, 0.35), study) == vd.HOLDS
-    assert vd.judge(_est(0.3, 0.1, 0.5), study) == vd.HOLDS  # interval contains the range
-    assert vd.judge(_est(0.1, 0.05, 0.15), study) == vd.SMALLER
-    assert vd.judge(_est(0.6, 0.5, 0.7), study) == vd.LARGER
-    assert vd.judge(_est(-0.2, -0.3, -0.1), study) == vd.FAILS
-    assert vd.judge(_est(0.05, -0.05, 0.15), study) == vd.UNDECIDED
-    assert vd.judge(_est(0.3, NAN, NAN, n=5), study) == vd.UNTESTABLE
-    assert vd.judge(_est(NAN, NAN, NAN, n=0)) == vd.UNTESTABLE
-    assert set(vd.OUTCOMES) == {vd.HOLDS, vd.SMALLER, vd.LARGER, vd.FAILS, vd.UNDECIDED, vd.UNTESTABLE}
+    assert verdicts.judge(_est(0.3, 0.25, 0.35), study) == verdicts.HOLDS
+    assert verdicts.judge(_est(0.3, 0.1, 0.5), study) == verdicts.HOLDS  # interval contains the range
+    assert verdicts.judge(_est(0.1, 0.05, 0.15), study) == verdicts.SMALLER
+    assert verdicts.judge(_est(0.6, 0.5, 0.7), study) == verdicts.LARGER
+    assert verdicts.judge(_est(-0.2, -0.3, -0.1), study) == verdicts.FAILS
+    assert verdicts.judge(_est(0.05, -0.05, 0.15), study) == verdicts.UNDECIDED
+    assert verdicts.judge(_est(0.3, NAN, NAN, n=5), study) == verdicts.UNTESTABLE
+    assert verdicts.judge(_est(NAN, NAN, NAN, n=0)) == verdicts.UNTESTABLE
+    assert set(verdicts.OUTCOMES) == {verdicts.HOLDS, verdicts.SMALLER, verdicts.LARGER, verdicts.FAILS, verdicts.UNDECIDED, verdicts.UNTESTABLE}
 
 
 def test_judge_without_study_and_at_the_threshold_edges():
-    assert vd.judge(_est(0.1, 0.01, 0.2)) == vd.HOLDS
-    assert vd.judge(_est(5.0, 4.0, 6.0)) == vd.HOLDS  # no study: no size claim
-    assert vd.judge(_est(0.1, 0.0, 0.2)) == vd.UNDECIDED  # touching the threshold is not enough
-    assert vd.judge(_est(-0.1, -0.2, 0.0)) == vd.UNDECIDED  # nor is touching it from below a failure
-    assert vd.judge(_est(0.6, 0.55, 0.65), threshold=0.5) == vd.HOLDS
-    assert vd.judge(_est(0.4, 0.35, 0.45), threshold=0.5) == vd.FAILS
-    assert vd.judge(_est(0.3, 0.25, 0.35), study=(0.4, 0.2)) == vd.HOLDS  # range ends in any order
+    assert verdicts.judge(_est(0.1, 0.01, 0.2)) == verdicts.HOLDS
+    assert verdicts.judge(_est(5.0, 4.0, 6.0)) == verdicts.HOLDS  # no study: no size claim
+    assert verdicts.judge(_est(0.1, 0.0, 0.2)) == verdicts.UNDECIDED  # touching the threshold is not enough
+    assert verdicts.judge(_est(-0.1, -0.2, 0.0)) == verdicts.UNDECIDED  # nor is touching it from below a failure
+    assert verdicts.judge(_est(0.6, 0.55, 0.65), threshold=0.5) == verdicts.HOLDS
+    assert verdicts.judge(_est(0.4, 0.35, 0.45), threshold=0.5) == verdicts.FAILS
+    assert verdicts.judge(_est(0.3, 0.25, 0.35), study=(0.4, 0.2)) == verdicts.HOLDS  # range ends in any order
 
 
 def test_judge_direction_minus_one():
     study = (-0.4, -0.2)  # claimed below 0, study measured -0.4 .. -0.2
-    assert vd.judge(_est(-0.3, -0.35, -0.25), study, direction=-1) == vd.HOLDS
-    assert vd.judge(_est(-0.1, -0.15, -0.05), study, direction=-1) == vd.LARGER  # signed: closer to 0
-    assert vd.judge(_est(-0.6, -0.7, -0.5), study, direction=-1) == vd.SMALLER
-    assert vd.judge(_est(0.2, 0.1, 0.3), study, direction=-1) == vd.FAILS
-    assert vd.judge(_est(0.0, -0.1, 0.1), study, direction=-1) == vd.UNDECIDED
-    assert vd.judge(_est(-0.1, -0.2, -0.05), direction=-1) == vd.HOLDS
-    assert vd.judge(_est(-0.1, NAN, NAN, n=3), direction=-1) == vd.UNTESTABLE
+    assert verdicts.judge(_est(-0.3, -0.35, -0.25), study, direction=-1) == verdicts.HOLDS
+    assert verdicts.judge(_est(-0.1, -0.15, -0.05), study, direction=-1) == verdicts.LARGER  # signed: closer to 0
+    assert verdicts.judge(_est(-0.6, -0.7, -0.5), study, direction=-1) == verdicts.SMALLER
+    assert verdicts.judge(_est(0.2, 0.1, 0.3), study, direction=-1) == verdicts.FAILS
+    assert verdicts.judge(_est(0.0, -0.1, 0.1), study, direction=-1) == verdicts.UNDECIDED
+    assert verdicts.judge(_est(-0.1, -0.2, -0.05), direction=-1) == verdicts.HOLDS
+    assert verdicts.judge(_est(-0.1, NAN, NAN, n=3), direction=-1) == verdicts.UNTESTABLE
     with pytest.raises(ValueError, match="direction"):
-        vd.judge(_est(0.1, 0.05, 0.15), direction=0)
+        verdicts.judge(_est(0.1, 0.05, 0.15), direction=0)
 
 
 def test_judge_order_covers_its_four_outcomes():
@@ -260,22 +260,22 @@ def test_judge_order_covers_its_four_outcomes():
     maybe = _est(0.05, -0.05, 0.15)
     down = _est(-0.2, -0.3, -0.1)
     small = _est(0.2, NAN, NAN, n=4)
-    assert vd.judge_order([up, up]) == vd.HOLDS
-    assert vd.judge_order([up, maybe]) == vd.UNDECIDED
-    assert vd.judge_order([up, down]) == vd.FAILS
-    assert vd.judge_order([maybe, down]) == vd.FAILS
-    assert vd.judge_order([up, small]) == vd.UNTESTABLE
-    assert vd.judge_order([down, small]) == vd.UNTESTABLE  # untestable wins: no verdict without intervals
+    assert verdicts.judge_order([up, up]) == verdicts.HOLDS
+    assert verdicts.judge_order([up, maybe]) == verdicts.UNDECIDED
+    assert verdicts.judge_order([up, down]) == verdicts.FAILS
+    assert verdicts.judge_order([maybe, down]) == verdicts.FAILS
+    assert verdicts.judge_order([up, small]) == verdicts.UNTESTABLE
+    assert verdicts.judge_order([down, small]) == verdicts.UNTESTABLE  # untestable wins: no verdict without intervals
     with pytest.raises(ValueError):
-        vd.judge_order([])
+        verdicts.judge_order([])
 
 
 def test_verdicts_from_real_estimates():
     a, b = _correlated_pair()
-    gain = vd.paired_estimate(a, b)
-    assert vd.judge(gain) == vd.HOLDS
-    assert vd.judge(vd.paired_estimate(a[:4], b[:4])) == vd.UNTESTABLE
-    assert vd.judge(vd.paired_estimate(b, a)) == vd.FAILS
+    gain = stats.paired_estimate(a, b)
+    assert verdicts.judge(gain) == verdicts.HOLDS
+    assert verdicts.judge(stats.paired_estimate(a[:4], b[:4])) == verdicts.UNTESTABLE
+    assert verdicts.judge(stats.paired_estimate(b, a)) == verdicts.FAILS
 
 
 # --------------------------------------------------------------------------- text
@@ -290,8 +290,8 @@ def test_estimate_text_both_forms():
     assert not small.has_interval
     assert small.text() == "0.41 (n=2; no interval below 8 utterances)"
     assert Estimate(NAN, NAN, NAN, 0, "mean").text() == "n/a (n=0; no interval below 8 utterances)"
-    assert vd.set_estimate([0.1, 0.2, 0.3], min_utterances=5).text() == \
-        f"{vd.fisher_mean([0.1, 0.2, 0.3]):.2f} (n=3; no interval below 5 utterances)"
+    assert stats.set_estimate([0.1, 0.2, 0.3], min_utterances=5).text() == \
+        f"{stats.fisher_mean([0.1, 0.2, 0.3]):.2f} (n=3; no interval below 5 utterances)"
     d = e.as_dict()
     assert d["text"] == e.text() and d["n"] == 12
 

@@ -15,11 +15,10 @@ size, it measures
 
 The clip, its features, the hypothesis (greedy decoding), the decoder input, the
 occlusion value and the z-scoring all come from the package's own functions
-(:mod:`crossattn_saliency.data`, :mod:`crossattn_saliency.transcribe`,
-:mod:`crossattn_saliency.spes`, :mod:`crossattn_saliency.compare`), so the
+(:mod:`..data`, :mod:`..models.decoding`, :mod:`..explain.spes`, :mod:`..evaluate.correlate`), so the
 benchmark times exactly what the study runs.
 
-Run ``python -m crossattn_saliency.bench --out results/bench``; it writes
+Run ``python -m crossattn_saliency.app.bench --out results/bench``; it writes
 ``bench.json`` and ``bench.md``. The default clip is a LibriVox sentence from the
 pocketsphinx source distribution on PyPI (public domain; fetched once with
 ``pip download`` into ``config.sources_dir()``, shared with the ``en-real`` test
@@ -36,12 +35,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..core import cache, config
-from ..models import transcribe
+from ..core import config, files
+from ..models import decoding
 from ..explain.backends import map_agreement
 from ..explain.spes import SpesParams, floor_value
-from ..models.transcribe import teacher_forcing_inputs
-from ..explain.whisper_spes import WhisperSpes
+from ..models.decoding import teacher_forcing_inputs
+from ..explain.spes_whisper import WhisperSpes
+from .bench_report import backends_to_markdown, deletion_precision_to_markdown, shared_to_markdown, to_markdown
 
 #: the default clip inside the pocketsphinx sdist (``data.POCKETSPHINX_SDIST``)
 CLIP_MEMBER = "test/data/librivox/sense_and_sensibility_01_austen_64kb-0890.wav"
@@ -110,12 +110,12 @@ def _sync(device: str) -> None:
 def bench_model(name: str, audio: np.ndarray, n_perturbations: int, batch_size: int, bare_batches: int,
                 device: str, seed: int = 0) -> dict[str, Any]:
     """All measurements for one model (see the module docstring)."""
-    from ..models.models import load_model
+    from ..models.loading import load_model
 
     lm = load_model(name)
-    features, n_frames = transcribe.features(lm, audio, transcribe.SAMPLING_RATE, "bench")
+    features, n_frames = decoding.features(lm, audio, decoding.SAMPLING_RATE, "bench")
     prompt = lm.prompt_ids("en", "transcribe")
-    tokens = transcribe.decode(lm, features, "en", "transcribe", beam_size=1)
+    tokens = decoding.decode(lm, features, "en", "transcribe", beam_size=1)
     decoder_ids, _ = teacher_forcing_inputs(prompt, tokens)
     out: dict[str, Any] = {"model": name, "n_frames": int(n_frames), "n_tokens": len(tokens),
                            "hypothesis": lm.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
@@ -168,12 +168,12 @@ def shared_encoder_cost(name: str, audio: np.ndarray, n_perturbations: int = 32,
     pass depends on the number of tokens, not on which they are). Reports the loop seconds per
     perturbation for each ``k``, its ratio to ``k`` separate runs (``k`` x the cost of one), and
     the share of one pass spent in the encoder (from a bare encoder timing)."""
-    from ..models.models import load_model
+    from ..models.loading import load_model
 
     lm = load_model(name)
-    features, n_frames = transcribe.features(lm, audio, transcribe.SAMPLING_RATE, "bench")
+    features, n_frames = decoding.features(lm, audio, decoding.SAMPLING_RATE, "bench")
     prompt = lm.prompt_ids("en", "transcribe")
-    tokens = transcribe.decode(lm, features, "en", "transcribe", beam_size=1)
+    tokens = decoding.decode(lm, features, "en", "transcribe", beam_size=1)
     ws = WhisperSpes(lm.model, dtype=dtype, device=device)
     params = SpesParams(n_perturbations=n_perturbations, batch_size=batch_size, seed=seed)
     x = torch.as_tensor(features)[None].expand(batch_size, -1, -1).to(device)
@@ -238,20 +238,20 @@ def bench_backends(name: str, audio: np.ndarray, n_perturbations: int = 128, bat
     pass into encoder, decoder and projection; plus how the cost of a pass grows with the number
     of tokens, the batch size and the clip length (fastest faithful backend)."""
     from ..explain import backends
-    from ..models.models import load_model
+    from ..models.loading import load_model
 
     lm = load_model(name)
-    features, n_frames = transcribe.features(lm, audio, transcribe.SAMPLING_RATE, "bench")
+    features, n_frames = decoding.features(lm, audio, decoding.SAMPLING_RATE, "bench")
     prompt = lm.prompt_ids("en", "transcribe")
-    tokens = transcribe.decode(lm, features, "en", "transcribe", beam_size=1)
+    tokens = decoding.decode(lm, features, "en", "transcribe", beam_size=1)
     decoder_ids, _ = teacher_forcing_inputs(prompt, tokens)
     params = SpesParams(n_perturbations=n_perturbations, batch_size=batch_size, seed=seed)
     out: dict[str, Any] = {"model": name, "n_frames": int(n_frames), "n_tokens": len(tokens),
-                           "clip_seconds": len(audio) / transcribe.SAMPLING_RATE, "batch_size": batch_size,
+                           "clip_seconds": len(audio) / decoding.SAMPLING_RATE, "batch_size": batch_size,
                            "n_perturbations": n_perturbations, "rows": []}
     maps, prepared = {}, {}
     for backend, dtype in runs:
-        from ..explain.whisper_spes import backend_available
+        from ..explain.spes_whisper import backend_available
 
         if not backend_available(backend):
             continue
@@ -286,8 +286,8 @@ def _scaling(ws: WhisperSpes, lm: Any, audio: np.ndarray, prompt: Sequence[int],
              batch_size: int) -> dict[str, list[dict[str, float]]]:
     """Seconds per perturbation of one pass (encoder + decoder + projection) as the tokens, the
     batch size and the clip length change, one at a time (the others as in the benchmark clip)."""
-    sr = transcribe.SAMPLING_RATE
-    features, _ = transcribe.features(lm, audio, sr, "bench")
+    sr = decoding.SAMPLING_RATE
+    features, _ = decoding.features(lm, audio, sr, "bench")
     body = list(tokens[:-1]) or list(tokens)
     out: dict[str, list[dict[str, float]]] = {"tokens": [], "batch_size": [], "clip_seconds": []}
     for n_tok in (8, 16, 32, 64, 128):
@@ -301,94 +301,11 @@ def _scaling(ws: WhisperSpes, lm: Any, audio: np.ndarray, prompt: Sequence[int],
                                   + s["projection_s"]})
     for sec in (2.0, 5.0, 10.0, 20.0, 30.0):
         clip = np.resize(audio, int(sec * sr))  # the clip repeated or cut to this length
-        f, _ = transcribe.features(lm, clip, sr, "bench")
+        f, _ = decoding.features(lm, clip, sr, "bench")
         s = pass_split(ws, f, prompt, tokens, batch_size)
         out["clip_seconds"].append({"clip_seconds": sec, "s_per_perturbation": s["encoder_s"] + s["decoder_s"]
                                     + s["projection_s"]})
     return out
-
-
-def backends_to_markdown(results: Sequence[dict[str, Any]], machine: str) -> str:
-    """Markdown tables of :func:`bench_backends` results."""
-    from ..explain import backends
-
-    lines = ["# SPES backends: throughput and faithfulness on the same masks", "",
-             f"Machine: {machine}. SM_X of one clip per model, batch {results[0]['batch_size']}, "
-             f"{results[0]['n_perturbations']} perturbations with the same masks for every backend. A backend is "
-             f"faithful when its maps (z-scored per token) correlate with float32 PyTorch's at >= {backends.MIN_MEAN} "
-             f"on average over tokens and >= {backends.MIN_TOKEN} for every token "
-             "(`crossattn_saliency.backends.check`, run by the pipeline before a backend's first map).", "",
-             "| model | tokens | backend | dtype | SPES loop (pert/s) | bare PyTorch forward (pert/s) | warm-up (s) "
-             "| Pearson vs float32, mean / lowest token | faithful | encoder / decoder / projection (ms per pert) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        for row in r["rows"]:
-            bare = f"{row['bare_torch_pert_per_s']:.2f}" if row["bare_torch_pert_per_s"] else ""
-            lines.append(f"| {r['model']} | {r['n_tokens']} | {row['backend']} | {row['dtype']} | "
-                         f"{row['loop_pert_per_s']:.2f} | {bare} | {row['warmup_s']:.1f} | "
-                         f"{row['pearson_mean']:.4f} / {row['pearson_min']:.4f} | {'yes' if row['faithful'] else 'no'} | "
-                         f"{1e3 * row['encoder_s']:.1f} / {1e3 * row['decoder_s']:.1f} / {1e3 * row['projection_s']:.1f} |")
-    lines += ["", "Fastest faithful backend: " + ", ".join(
-        f"{r['model']}: {r['fastest_faithful']['backend']} ({r['fastest_faithful']['dtype']})" for r in results), "",
-        "## How the cost of a pass grows (fastest faithful backend, ms per perturbation)", ""]
-    for key, label in (("tokens", "tokens"), ("batch_size", "batch size"), ("clip_seconds", "clip seconds")):
-        cols = [str(x[key]) for x in results[0]["scaling"][key]]
-        lines += [f"| model | {label}: " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-        for r in results:
-            lines.append(f"| {r['model']} | " + " | ".join(f"{1e3 * x['s_per_perturbation']:.1f}"
-                                                           for x in r["scaling"][key]) + " |")
-        lines.append("")
-    lines.append("The encoder always sees Whisper's 30 s window (3,000 frames), so the clip length does not "
-                 "change the cost; the decoder and projection grow with the tokens.")
-    return "\n".join(lines) + "\n"
-
-
-def shared_to_markdown(results: Sequence[dict[str, Any]], machine: str) -> str:
-    """Markdown table of :func:`shared_encoder_cost` results."""
-    lines = ["# SM_X for several conditions of one audio: shared encoder passes", "",
-             f"Machine: {machine}. Each mask is encoded once and decoded once per condition; "
-             "ratio to separate runs = cost of the shared run / (k x cost of one condition).", "",
-             "| model | dtype | tokens | encoder share of one pass | conditions | s per perturbation "
-             "| ratio to one | ratio to separate runs |", "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        for row in r["rows"]:
-            lines.append(f"| {r['model']} | {r['dtype']} | {r['n_tokens']} | {r['encoder_share_of_one']:.2f} | "
-                         f"{row['conditions']} | {row['loop_s_per_perturbation']:.3f} | {row['ratio_to_one']:.2f} | "
-                         f"{row['ratio_to_separate_runs']:.2f} |")
-    return "\n".join(lines) + "\n"
-
-
-def to_markdown(report: dict[str, Any]) -> str:
-    """A short human-readable table of :func:`run` 's report."""
-    m = report["machine"]
-    lines = [f"# SPES benchmark ({report['date']})", "",
-             f"Machine: {m['device']}, {m['cpu_threads']} torch threads, torch {m['torch']}, "
-             f"transformers {m['transformers']}. Clip: `{report['clip']}`. "
-             f"{report['n_perturbations']} perturbations, batch size {report['batch_size']}.", "",
-             "| model | dtype | bare eager (pert/s) | bare sdpa (pert/s) | SPES loop (pert/s) | SPES total (pert/s) "
-             "| loop / floor | total / floor | robust ratio |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["models"]:
-        for dt in ("float32", "bfloat16"):
-            b, s = r["bare"][dt], r["spes"][dt]
-            lines.append(f"| {r['model']} | {dt} | {b['eager_pert_per_s']:.2f} | {b['sdpa_pert_per_s']:.2f} | "
-                         f"{s['loop_pert_per_s']:.2f} | {s['total_pert_per_s']:.2f} | "
-                         f"{s['ratio_loop_to_floor']:.2f} | {s['ratio_total_to_floor']:.2f} | "
-                         f"{s['ratio_robust']:.2f} |")
-    lines += ["", "| model | tokens | frames | bf16 speed-up (SPES loop) | Pearson fp32 vs bf16 (all) "
-              "| per token mean | per token min |", "|---|---|---|---|---|---|---|"]
-    for r in report["models"]:
-        c = r["fp32_vs_bf16"]
-        lines.append(f"| {r['model']} | {r['n_tokens']} | {r['n_frames']} | {c['speedup_bf16_loop']:.2f} | "
-                     f"{c['pearson_all']:.3f} | {c['pearson_per_token_mean']:.3f} | {c['pearson_per_token_min']:.3f} |")
-    lines += ["", "Floor = the bare batched forward pass `model(input_features, decoder_input_ids)` on copies of "
-              "the unperturbed input, same model, dtype, attention and batch size (mean of a measurement before "
-              "and one after SPES). SPES loop = perturbation batches only; total = the whole call (SLIC "
-              "segmentation and the reference pass included). Robust ratio = (share of the SPES loop spent in the "
-              "forward function) x (bare / forward-function time, timed alternately on one perturbed batch): "
-              "insensitive to load changes on a shared machine. Pearson: maps z-scored per token, same masks.", ""]
-    for r in report["models"]:
-        lines.append(f"- {r['model']} hypothesis: \"{r['hypothesis']}\"")
-    return "\n".join(lines) + "\n"
 
 
 def deletion_precision(profile: str = "default", conditions: Sequence[str] | None = None, n_utterances: int = 2,
@@ -396,61 +313,37 @@ def deletion_precision(profile: str = "default", conditions: Sequence[str] | Non
                        dtypes: Sequence[str] = ("float32", "bfloat16")) -> list[dict[str, Any]]:
     """The deletion test's curves in each of ``dtypes``: for the first ``n_utterances`` explained
     utterances of each condition (default: the profile's saliency conditions) and each ranking in
-    ``rankings`` (``Ranking.key`` labels of :func:`pipeline.deletion_rankings`), the curve of
-    :func:`pipeline.deletion_curve_of` with the model in that dtype (nothing stored). One row per
+    ``rankings`` (``Ranking.key`` labels of :func:`~..run.deleting.deletion_rankings`), the curve of
+    :func:`~..run.deleting.deletion_curve_of` with the model in that dtype (nothing stored). One row per
     curve and dtype: ``auc`` (WER-percent units), ``seconds`` (decoding time of the curve),
     ``decodes`` (distinct inputs decoded), ``texts`` (the outputs along the curve)."""
-    from ..run import pipeline
+    from .. import run
+    from ..run import deleting
 
     cfg = config.get_profile(profile)
     names = list(conditions) if conditions else [c.name for c in cfg.saliency_conditions_list()]
     rows = []
     for name in names:
-        cond = pipeline.condition(cfg, name)
-        items = pipeline.explain(cfg, cond, n=n_utterances, progress=False)
+        cond = run.condition(cfg, name)
+        items = run.explain(cfg, cond, n=n_utterances, progress=False)
         for dt in dtypes:
             dcfg = cfg.with_overrides(deletion_dtype=dt)
-            loaded = pipeline.deletion_model(dcfg, cond)
+            loaded = deleting.deletion_model(dcfg, cond)
             for it in items:
-                ranks = pipeline.deletion_rankings(it, cfg.reducer, (cfg.reducer,), cfg.seed, cfg.deletion_floor_draws)
+                ranks = deleting.deletion_rankings(it, cfg.reducer, (cfg.reducer,), cfg.normalization, cfg.seed,
+                                                    cfg.deletion_floor_draws)
                 memo: dict[Any, str] = {}
                 for rank, score in ranks.items():
                     if rank.label not in rankings:
                         continue
                     before = len(memo)
                     t0 = time.perf_counter()
-                    rec = pipeline.deletion_curve_of(dcfg, cond, loaded, it.utt, rank, score, memo)
+                    rec = deleting.deletion_curve_of(dcfg, cond, loaded, it.utt, rank, score, memo)
                     rows.append({"condition": name, "utterance": it.utt.utt_id, "ranking": rank.label, "dtype": dt,
                                  "auc": rec["auc"], "seconds": time.perf_counter() - t0,
                                  "decodes": len(memo) - before, "texts": rec["texts"]})
             del loaded
     return rows
-
-
-def deletion_precision_to_markdown(rows: Sequence[dict[str, Any]], machine: str) -> str:
-    """Per condition and ranking: AUC in each dtype, their difference, and the decoding time."""
-    import pandas as pd
-
-    df = pd.DataFrame(rows)
-    piv = df.pivot_table(index=["condition", "utterance", "ranking"], columns="dtype", values=["auc", "seconds"])
-    lines = [f"# Deletion test: float32 vs bfloat16 decoding ({machine})", "",
-             "Same rankings, same masks, greedy decoding of each masked input; AUC in WER-percent units "
-             "(0-100); seconds: decoding time of one curve (batched, intact and all-deleted inputs counted "
-             "once per utterance).", "",
-             "| condition | utterance | ranking | AUC float32 | AUC bfloat16 | difference | s float32 | s bfloat16 |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for (c, u, r), row in piv.iterrows():
-        a32, a16 = row[("auc", "float32")], row[("auc", "bfloat16")]
-        lines.append(f"| {c} | {u} | {r} | {a32:.1f} | {a16:.1f} | {a16 - a32:+.1f} | "
-                     f"{row[('seconds', 'float32')]:.1f} | {row[('seconds', 'bfloat16')]:.1f} |")
-    d = piv[("auc", "bfloat16")] - piv[("auc", "float32")]
-    t = piv["seconds"].sum()
-    same = np.mean([a == b for a, b in zip(df[df.dtype == "float32"]["texts"], df[df.dtype == "bfloat16"]["texts"])])
-    lines += ["", f"Over {len(piv)} curves: AUC difference mean {d.mean():+.2f}, mean absolute {d.abs().mean():.2f}, "
-                  f"largest {d.abs().max():.2f} (WER-percent units); identical outputs along the whole curve in "
-                  f"{100 * same:.0f} % of curves; decoding time bfloat16 / float32 = "
-                  f"{t['bfloat16'] / t['float32']:.2f}."]
-    return "\n".join(lines) + "\n"
 
 
 def run(out: str | Path, models: Sequence[str] = ("whisper-tiny.en", "whisper-base"), n_perturbations: int = 192,
@@ -466,7 +359,7 @@ def run(out: str | Path, models: Sequence[str] = ("whisper-tiny.en", "whisper-ba
     dev = torch.cuda.get_device_name(0) if str(device).startswith("cuda") else (platform.processor() or "cpu")
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"), "clip": clip.name,
-        "clip_seconds": len(samples) / transcribe.SAMPLING_RATE,
+        "clip_seconds": len(samples) / decoding.SAMPLING_RATE,
         "n_perturbations": n_perturbations, "batch_size": batch_size, "device": device,
         "machine": {"device": f"{device} ({dev})", "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "transformers": transformers.__version__, "python": platform.python_version()},
@@ -474,9 +367,9 @@ def run(out: str | Path, models: Sequence[str] = ("whisper-tiny.en", "whisper-ba
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cache.write_json(out / "bench.json", report)
+    files.write_json(out / "bench.json", report)
     md = to_markdown(report)
-    with cache.atomic_path(out / "bench.md", ".md") as tmp:
+    with files.atomic_path(out / "bench.md", ".md") as tmp:
         tmp.write_text(md)
     return report
 
@@ -510,10 +403,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         machine = f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} torch threads"
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        cache.write_json(out / "deletion_precision.json", {"date": time.strftime("%Y-%m-%d"), "machine": machine,
+        files.write_json(out / "deletion_precision.json", {"date": time.strftime("%Y-%m-%d"), "machine": machine,
                                                            "curves": rows})
         md = deletion_precision_to_markdown(rows, machine)
-        with cache.atomic_path(out / "deletion_precision.md", ".md") as tmp:
+        with files.atomic_path(out / "deletion_precision.md", ".md") as tmp:
             tmp.write_text(md)
         print(md)
         return
@@ -527,9 +420,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"{torch.get_num_threads()} torch threads"
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        cache.write_json(out / "backends.json", {"date": time.strftime("%Y-%m-%d"), "machine": machine, "models": res})
+        files.write_json(out / "backends.json", {"date": time.strftime("%Y-%m-%d"), "machine": machine, "models": res})
         md = backends_to_markdown(res, machine)
-        with cache.atomic_path(out / "backends.md", ".md") as tmp:
+        with files.atomic_path(out / "backends.md", ".md") as tmp:
             tmp.write_text(md)
         print(md)
         return
@@ -543,10 +436,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         dev = torch.cuda.get_device_name(0) if str(a.device).startswith("cuda") else (platform.processor() or "cpu")
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        cache.write_json(out / "shared_encoder.json", {"date": time.strftime("%Y-%m-%d"), "device": dev,
+        files.write_json(out / "shared_encoder.json", {"date": time.strftime("%Y-%m-%d"), "device": dev,
                                                        "threads": torch.get_num_threads(), "models": res})
         md = shared_to_markdown(res, f"{a.device} ({dev}), {torch.get_num_threads()} torch threads")
-        with cache.atomic_path(out / "shared_encoder.md", ".md") as tmp:
+        with files.atomic_path(out / "shared_encoder.md", ".md") as tmp:
             tmp.write_text(md)
         print(md)
         return

@@ -197,6 +197,9 @@ class Profile:
     #: utterances eligible for saliency maps: duration in [low, high] seconds (``None`` = all); the first
     #: ``saliency_utterances`` eligible ones of each set, in set order, are explained
     saliency_seconds: tuple[float, float] | None = None
+    #: at most this many explained utterances per speaker while utterances of other speakers remain
+    #: (``None``: no cap; a one-speaker set keeps its first ``saliency_utterances``)
+    saliency_per_speaker: int | None = None
     #: conditions (``Condition.name``) that get saliency maps (``None`` = all)
     saliency_conditions: tuple[str, ...] | None = None
     #: SPES on the encoder output
@@ -343,6 +346,8 @@ PROFILES: dict[str, Profile] = {
         spes_batch_size=16,
         saliency_utterances=8,
         saliency_seconds=(1.5, 10.0),
+        # en-real: 8 clips of at least 4 speakers (the MFA author's own recordings are most of the set)
+        saliency_per_speaker=3,
         # like with like: scale (tiny.en vs base on en-real), real vs synthetic (base en-real vs en-tts),
         # language on synthetic speech (base en-tts vs it-tts), task on the same audio (it-tts ASR vs ST)
         saliency_conditions=("whisper-tiny.en__en-real__asr", "whisper-base__en-real__asr",

@@ -27,10 +27,12 @@ Modules, lowest first (a module imports only those above it in this list):
 * ``tts``: the festival (Italian) and piper (English) TTS engines.
 * ``sets``: the registry of sets (:data:`SET_SPECS`, :data:`SET_NAMES`) and
   :func:`build_set`, :func:`build_sets`, :func:`load_set`, :func:`set_summary`.
+* ``alignment``: reference word alignments (shipped ones, pocketsphinx forced alignment, the TTS
+  engines' own timings).
 * ``__main__``: the command line, ``python -m crossattn_saliency.data build --profile smoke``.
 
 This package re-exports the names other code uses, so ``from crossattn_saliency import
-data; data.load_set(name, n)`` works.
+data; data.load_set(name, n)`` works. May import ``core`` only; imported by ``run``, ``app``.
 """
 from __future__ import annotations
 

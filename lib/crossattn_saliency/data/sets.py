@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 import numpy as np
 from ..core.progress import bar as tqdm
 
-from ..core.cache import atomic_path, read_json, write_json
+from ..core.files import atomic_path, read_json, write_json
 from ..core.config import sets_dir
 from .audio import SAMPLING_RATE, DataError, read_audio
 from .sources import FILLETS_PACKAGES, MAX_DURATION_S, MFA_SDIST, POCKETSPHINX_SDIST, Candidate, CandidatePool, deb_versions, dpkg_version, en_real_candidates, fillets_game_dir, fillets_real_candidates, fillets_tts_candidates, iter_selected, pkg_version

@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import soundfile as sf
 
-from ..core.cache import atomic_path
+from ..core.files import atomic_path
 from ..core.config import sources_dir
 from .audio import INSTALL_SCRIPT, SAMPLING_RATE, DataError
 from .formats import DialogLine, clean_english_transcript, clean_line, parse_dialogs, parse_textgrid, utterance_segments, word_alignment

@@ -33,34 +33,35 @@ are approximations.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from . import compare
+from .correlate import correlation, normalize
+from .grids import reduce_to_encoder_grid
+from .stats import MIN_UTTERANCES, Estimate, fisher_mean, percentile_interval, resampled_interval, set_estimate
 
 __all__ = [
     "split_half_reliability", "spearman_brown", "reliability_at", "budget_for_reliability",
-    "noise_ceiling", "disattenuate", "convergence_curve", "RELIABILITY_FLOOR", "chance_corrected", "clip_half", "ReferenceNoise",
-    "reference_noise", "CorrectedCorrelation", "corrected_correlation", "disattenuated_value",
-    "corrected_reliability", "SingleMapDisattenuation",
-    "single_map_disattenuation", "BudgetRule", "budget_rule", "interval_width",
-    "noise_draws", "row_moments", "pooled_pearson", "NoiseMoments", "noise_moments", "token_weights",
-    "token_bootstrap_replicates", "replicate_interval", "token_bootstrap_disattenuated",
+    "noise_ceiling", "disattenuate", "convergence_curve", "RELIABILITY_FLOOR", "chance_corrected", "clip_half",
+    "ReferenceNoise", "noise_draws", "reference_noise", "CorrectedCorrelation", "corrected_correlation",
+    "disattenuated_value", "corrected_reliability", "SingleMapDisattenuation", "single_map_disattenuation",
+    "prepared",
 ]
 
 
-def _prepare(m: np.ndarray, reduce: str | None, factor: int, normalization: str) -> np.ndarray:
+def prepared(m: np.ndarray, reducer: str | None, normalization: str, factor: int = 2) -> np.ndarray:
+    """A map as the comparison sees it: reduced to the encoder grid by ``reducer`` (``None``: already
+    there) and normalized."""
     x = np.asarray(m, dtype=np.float64)
-    if reduce is not None:
-        x = compare.reduce_to_encoder_grid(x, method=reduce, factor=factor)
-    return compare.normalize(x, normalization)
+    if reducer is not None:
+        x = reduce_to_encoder_grid(x, reducer, factor)
+    return normalize(x, normalization)
 
 
-def split_half_reliability(half_a: np.ndarray, half_b: np.ndarray, reduce: str | None = None,
-                           normalization: str = "token_z", factor: int = 2,
+def split_half_reliability(half_a: np.ndarray, half_b: np.ndarray, reducer: str | None,
+                           normalization: str, factor: int = 2,
                            method: str = "pearson") -> float:
     """Correlation between the two independent halves of one utterance's saliency map.
 
@@ -69,8 +70,8 @@ def split_half_reliability(half_a: np.ndarray, half_b: np.ndarray, reduce: str |
     half_a, half_b : np.ndarray
         The two halves (disjoint perturbations), same shape: ``tokens x frames x mel``
         (I x T x F) for SM_X or ``tokens x enc_frames`` (I x T') for SM_H.
-    reduce : str or None
-        Reducer (a key of :data:`compare.REDUCERS`) applied to each half first, exactly
+    reducer : str or None
+        Reducer (a key of :data:`.grids.REDUCERS`) applied to each half first, exactly
         as in the comparison; ``None`` compares the maps as given.
     normalization : str
         Normalization (a key of :data:`compare.NORMALIZERS`), as in the comparison.
@@ -89,8 +90,8 @@ def split_half_reliability(half_a: np.ndarray, half_b: np.ndarray, reduce: str |
     b = np.asarray(half_b)
     if a.shape != b.shape:
         raise ValueError(f"the two halves differ in shape: {a.shape} vs {b.shape}")
-    return compare.correlation(_prepare(a, reduce, factor, normalization),
-                               _prepare(b, reduce, factor, normalization), method=method)
+    return correlation(prepared(a, reducer, normalization, factor),
+                               prepared(b, reducer, normalization, factor), method=method)
 
 
 def spearman_brown(r: float | np.ndarray, k: float | np.ndarray = 2.0) -> float | np.ndarray:
@@ -168,7 +169,7 @@ def disattenuate(rho: float | np.ndarray, r_full: float | np.ndarray) -> float |
 
 
 def convergence_curve(snapshots: dict, final: np.ndarray, final_half_a: np.ndarray, final_half_b: np.ndarray,
-                      n_final: int, reduce: str | None = None, normalization: str = "token_z",
+                      n_final: int, reducer: str | None, normalization: str,
                       factor: int = 2) -> dict[str, np.ndarray]:
     """How a SPES map converges with the number of perturbations.
 
@@ -177,7 +178,7 @@ def convergence_curve(snapshots: dict, final: np.ndarray, final_half_a: np.ndarr
     snapshots : ``n -> (full, half_a, half_b)`` maps after the first ``n`` perturbations
         (``tokens x frames x mel`` or ``tokens x enc_frames``).
     final, final_half_a, final_half_b : the maps after all ``n_final`` perturbations.
-    reduce : reducer to the encoder grid applied before comparing (``None`` = full resolution).
+    reducer : reducer to the encoder grid applied before comparing (``None`` = full resolution).
 
     Returns
     -------
@@ -192,19 +193,17 @@ def convergence_curve(snapshots: dict, final: np.ndarray, final_half_a: np.ndarr
     budgets = sorted(int(k) for k in snapshots) + [int(n_final)]
     maps = {int(k): v for k, v in snapshots.items()}
     maps[int(n_final)] = (final, final_half_a, final_half_b)
-    ref = _prepare(final, reduce, factor, normalization).ravel()
+    ref = prepared(final, reducer, normalization, factor).ravel()
     rho, half = [], []
     for n in budgets:
         full, a, b = maps[n]
         rho.append(np.nan if n == n_final else
-                   compare.correlation(_prepare(full, reduce, factor, normalization).ravel(), ref))
-        half.append(split_half_reliability(a, b, reduce=reduce, normalization=normalization, factor=factor))
+                   correlation(prepared(full, reducer, normalization, factor).ravel(), ref))
+        half.append(split_half_reliability(a, b, reducer, normalization, factor))
     half_arr = np.asarray(half, dtype=np.float64)
     return {"n": np.asarray(budgets), "rho_to_final": np.asarray(rho, dtype=np.float64),
             "split_half": half_arr, "reliability": np.asarray(spearman_brown(half_arr, 2.0), dtype=np.float64)}
 
-
-# --------------------------------------------------------------------------- null-calibrated noise
 
 #: below this corrected full-map reliability a disattenuated value is "not estimable"
 RELIABILITY_FLOOR = 0.3
@@ -264,8 +263,8 @@ class ReferenceNoise:
 
     def rho_null(self, explanation_map: np.ndarray, normalization: str = "token_z", method: str = "pearson") -> float:
         """Mean correlation of an explanation (``tokens x positions``) with the null maps."""
-        e = compare.normalize(np.asarray(explanation_map, dtype=np.float64), normalization)
-        vals = [compare.correlation(e, compare.normalize(m, normalization), method) for m in self.null_maps]
+        e = normalize(np.asarray(explanation_map, dtype=np.float64), normalization)
+        vals = [correlation(e, normalize(m, normalization), method) for m in self.null_maps]
         return float(np.nanmean(vals)) if np.any(np.isfinite(vals)) else float("nan")
 
 
@@ -276,7 +275,7 @@ def noise_draws(seed: int, n_splits: int, n_null: int) -> tuple[np.ndarray, np.n
     return ss[:n_splits], ss[n_splits:]
 
 
-def reference_noise(resample: Any, split_of: Any, reduce: str | None = None, normalization: str = "token_z",
+def reference_noise(resample: Any, split_of: Any, reducer: str | None, normalization: str,
                     n_splits: int = 8, n_null: int = 8, seed: int = 0, factor: int = 2) -> ReferenceNoise:
     """Split-half reliability over random splits and its permutation null, for one SPES map.
 
@@ -286,7 +285,7 @@ def reference_noise(resample: Any, split_of: Any, reduce: str | None = None, nor
         :meth:`~.explanations.Explanation.resample` (maps ``tokens x frames x mel`` or
         ``tokens x positions``).
     split_of : the run's :class:`~.spes.SpesDesign` (for ``random_split`` and ``permuted_scores``).
-    reduce, normalization, factor : exactly as in the comparison.
+    reducer, normalization, factor : exactly as in the comparison.
     n_splits, n_null : random splits / score permutations.
     seed : seed of the splits and permutations (derive it per map).
 
@@ -298,12 +297,12 @@ def reference_noise(resample: Any, split_of: Any, reduce: str | None = None, nor
     splits = []
     for s in split_seeds:
         _, a, b = resample(halves=split_of.random_split(int(s)))
-        splits.append(split_half_reliability(a, b, reduce, normalization, factor))
+        splits.append(split_half_reliability(a, b, reducer, normalization, factor))
     nulls, maps = [], []
     for s in null_seeds:
         full, a, b = resample(scores=split_of.permuted_scores(int(s)))
-        nulls.append(split_half_reliability(a, b, reduce, normalization, factor))
-        maps.append(compare.reduce_to_encoder_grid(full, reduce, factor) if reduce else np.asarray(full, np.float64))
+        nulls.append(split_half_reliability(a, b, reducer, normalization, factor))
+        maps.append(reduce_to_encoder_grid(full, reducer, factor) if reducer else np.asarray(full, np.float64))
     return ReferenceNoise(np.asarray(splits, dtype=np.float64), np.asarray(nulls, dtype=np.float64), tuple(maps))
 
 
@@ -316,7 +315,7 @@ class CorrectedCorrelation:
     (:func:`chance_corrected`), ``r_half`` (mean over random splits), ``r_half_null``,
     ``reliability`` (corrected, clipped, Spearman-Brown). Set level
     (:class:`~.verdicts.Estimate`, Fisher z means; an interval only from
-    ``verdicts.MIN_UTTERANCES`` utterances on): ``rho``, ``rho_corrected``,
+    ``MIN_UTTERANCES`` utterances on): ``rho``, ``rho_corrected``,
     ``disattenuated`` = Fisher mean of ``rho_corrected`` / sqrt(mean ``reliability``)
     (NaN, "not estimable", where the mean reliability is below ``floor``).
     """
@@ -341,13 +340,11 @@ class CorrectedCorrelation:
 def disattenuated_value(rho_corrected: np.ndarray, reliability: np.ndarray, floor: float = RELIABILITY_FLOOR) -> float:
     """Set-level disattenuated correlation: Fisher-z mean of the per-utterance null-corrected
     rho divided by sqrt(mean corrected reliability); NaN ("not estimable") below ``floor``."""
-    from . import verdicts
-
     rel = np.asarray(reliability, dtype=np.float64)
     r = np.nanmean(rel) if np.any(np.isfinite(rel)) else np.nan
     if not np.isfinite(r) or r < floor:
         return float("nan")
-    return verdicts.fisher_mean(rho_corrected) / np.sqrt(r)
+    return fisher_mean(rho_corrected) / np.sqrt(r)
 
 
 def corrected_reliability(r_half: np.ndarray, r_half_null: np.ndarray) -> np.ndarray:
@@ -365,9 +362,7 @@ def corrected_correlation(rho: Sequence[float], rho_null: Sequence[float], r_hal
     The disattenuated value's interval resamples utterances jointly for rho and
     reliability (percentile bootstrap), only from ``min_utterances`` utterances on.
     """
-    from . import verdicts
-
-    mu = verdicts.MIN_UTTERANCES if min_utterances is None else int(min_utterances)
+    mu = MIN_UTTERANCES if min_utterances is None else int(min_utterances)
     rho = np.asarray(rho, dtype=np.float64)
     rho0 = np.asarray(rho_null, dtype=np.float64)
     rh = np.asarray(r_half, dtype=np.float64)
@@ -387,14 +382,14 @@ def corrected_correlation(rho: Sequence[float], rho_null: Sequence[float], r_hal
     ok = np.isfinite(rc) & np.isfinite(rel)
     if int(ok.sum()) >= mu and np.isfinite(est):
         idx = np.flatnonzero(ok)
-        lo, hi = compare.resampled_interval(lambda row: dis(idx[row]), idx.size, n_bootstrap, seed, alpha)
+        lo, hi = resampled_interval(lambda row: dis(idx[row]), idx.size, n_bootstrap, seed, alpha)
     mean_rel = float(np.nanmean(rel)) if np.any(np.isfinite(rel)) else float("nan")
     return CorrectedCorrelation(
         rho_per_utterance=rho, rho_null_per_utterance=rho0, rho_corrected_per_utterance=rc,
         r_half_per_utterance=rh, r_half_null_per_utterance=rh0, reliability_per_utterance=rel,
-        rho=verdicts.set_estimate(rho, average="fisher", **kw),
-        rho_corrected=verdicts.set_estimate(rc, average="fisher", **kw), reliability=mean_rel,
-        disattenuated=verdicts.Estimate(float(est), lo, hi, int(ok.sum()),
+        rho=set_estimate(rho, average="fisher", **kw),
+        rho_corrected=set_estimate(rc, average="fisher", **kw), reliability=mean_rel,
+        disattenuated=Estimate(float(est), lo, hi, int(ok.sum()),
                                         "Fisher z mean of null-corrected rho / sqrt(mean corrected reliability)",
                                         mu),
         floor=float(floor))
@@ -429,240 +424,17 @@ def single_map_disattenuation(explanation: np.ndarray, reference: np.ndarray, no
         already reduced).
     noise : the reference's :class:`ReferenceNoise` (same reducer and normalization).
     """
-    e = compare.normalize(np.asarray(explanation, dtype=np.float64), normalization)
-    r = compare.normalize(np.asarray(reference, dtype=np.float64), normalization)
+    e = normalize(np.asarray(explanation, dtype=np.float64), normalization)
+    r = normalize(np.asarray(reference, dtype=np.float64), normalization)
     if e.shape != r.shape:
         raise ValueError(f"explanation {e.shape} and reference {r.shape} differ in shape")
-    rho = compare.correlation(e, r)
+    rho = correlation(e, r)
     rho0 = noise.rho_null(explanation, normalization)
     rel = noise.reliability
     den = np.sqrt(rel) if np.isfinite(rel) and rel > 0 else np.nan
     rc = float(chance_corrected(rho, rho0))
     idx = np.random.default_rng(seed).integers(0, e.shape[0], size=(n_bootstrap, e.shape[0]))
-    boot = np.array([chance_corrected(compare.correlation(e[row], r[row]), rho0) for row in idx]) / den
-    lo, hi = compare.percentile_interval(boot, alpha)
+    boot = np.array([chance_corrected(correlation(e[row], r[row]), rho0) for row in idx]) / den
+    lo, hi = percentile_interval(boot, alpha)
     return SingleMapDisattenuation(float(rho), float(rho0), rc, noise.r_half, noise.r_half_0, float(rel),
                                    float(rc / den), float(lo), float(hi), int(e.shape[0]))
-
-
-# --------------------------------------------------------------------------- token bootstrap
-# With a handful of utterances an interval over utterances means little, but the tokens of each
-# utterance are many: resampling them (each token row of every map with it) shows how far the
-# set-level value moves with the tokens these clips happen to have, conditional on the clips.
-# A pooled Pearson correlation over the cells of resampled rows is a function of per-row sums,
-# so every replicate costs a weighted sum instead of a new map (:func:`row_moments`).
-
-
-def row_moments(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-row sums behind a Pearson correlation over all cells of two maps.
-
-    ``a``, ``b``: equally shaped ``tokens x positions`` maps (already reduced and normalized
-    as in the comparison). Returns ``tokens x 6``: cells, sum a, sum b, sum ab, sum a^2,
-    sum b^2 of each row; :func:`pooled_pearson` with unit weights gives
-    ``compare.correlation(a, b)``.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"need two equally shaped tokens x positions maps, got {a.shape} and {b.shape}")
-    return np.stack([np.full(a.shape[0], float(a.shape[1])), a.sum(1), b.sum(1), (a * b).sum(1),
-                     (a * a).sum(1), (b * b).sum(1)], axis=-1)
-
-
-def pooled_pearson(moments: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Pearson correlation over all cells with each row counted ``weights`` times.
-
-    ``moments``: ``... x tokens x 6`` (:func:`row_moments`); ``weights``: ``replicates x
-    tokens`` row counts. Returns ``... x replicates`` (NaN where a side is constant).
-    """
-    s = np.einsum("...tk,bt->...bk", np.asarray(moments, dtype=np.float64), np.asarray(weights, dtype=np.float64))
-    n, sa, sb, sab, saa, sbb = (s[..., i] for i in range(6))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cov = sab - sa * sb / n
-        va, vb = saa - sa * sa / n, sbb - sb * sb / n
-        r = cov / np.sqrt(va * vb)
-    return np.where((va > 1e-12 * n) & (vb > 1e-12 * n), r, np.nan)
-
-
-@dataclass(frozen=True)
-class NoiseMoments:
-    """Per-token moments of one SPES map's split halves (``splits x tokens x 6``) and of its
-    permuted-score halves (``nulls x tokens x 6``): the two inputs of its corrected
-    reliability, resampleable by token (:func:`token_bootstrap_disattenuated`)."""
-
-    splits: np.ndarray
-    nulls: np.ndarray
-
-    def reliability(self, weights: np.ndarray) -> np.ndarray:
-        """Corrected full-map reliability under each row of ``weights`` (``replicates``)."""
-        return corrected_reliability(np.nanmean(pooled_pearson(self.splits, weights), axis=0),
-                                     np.nanmean(pooled_pearson(self.nulls, weights), axis=0))
-
-
-def noise_moments(resample: Any, split_of: Any, reduce: str | None = None, normalization: str = "token_z",
-                  n_splits: int = 8, n_null: int = 8, seed: int = 0, factor: int = 2) -> NoiseMoments:
-    """:class:`NoiseMoments` of one map, for exactly the splits and permutations that
-    :func:`reference_noise` draws with the same ``seed`` (so unit weights give its values)."""
-    split_seeds, null_seeds = noise_draws(seed, n_splits, n_null)
-
-    def moments(kw: dict[str, Any]) -> np.ndarray:
-        _, a, b = resample(**kw)
-        return row_moments(_prepare(a, reduce, factor, normalization), _prepare(b, reduce, factor, normalization))
-
-    return NoiseMoments(np.stack([moments({"halves": split_of.random_split(int(s))}) for s in split_seeds]),
-                        np.stack([moments({"scores": split_of.permuted_scores(int(s))}) for s in null_seeds]))
-
-
-def token_weights(n_tokens: Sequence[int], n_bootstrap: int = 1000, seed: int = 0) -> list[np.ndarray]:
-    """Row counts of a token bootstrap, one ``(1 + n_bootstrap) x tokens`` array per utterance
-    (``n_tokens``): row 0 all ones (the estimate itself), then ``n_bootstrap`` resamplings of
-    the utterance's tokens with replacement. The same weights for every map of a set make
-    replicates paired across comparisons (e.g. a ratio of two agreements)."""
-    if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
-    rng = np.random.default_rng(seed)
-    return [np.vstack([np.ones((1, t)), rng.multinomial(t, np.full(t, 1.0 / t), size=n_bootstrap)])
-            for t in (int(v) for v in n_tokens)]
-
-
-def token_bootstrap_replicates(pair: Sequence[np.ndarray], pair_null: Sequence[np.ndarray],
-                               reference: Sequence[NoiseMoments], weights: Sequence[np.ndarray],
-                               explanation: Sequence[NoiseMoments] | None = None,
-                               floor: float = RELIABILITY_FLOOR, raw: bool = False) -> np.ndarray:
-    """Set-level disattenuated correlation under each row of token ``weights``
-    (:func:`token_weights`): ``1 + replicates``, entry 0 the estimate.
-
-    Per utterance ``j``: ``pair[j]`` (``tokens x 6``) the moments of (explanation,
-    reference), ``pair_null[j]`` (``nulls x tokens x 6``) those of (explanation, each null
-    map of the reference), ``reference[j]`` (and ``explanation[j]`` when the explanation
-    is itself a noisy map, e.g. another SPES setting) its :class:`NoiseMoments`. Value:
-    Fisher-z mean over utterances of the null-corrected rho, divided by sqrt(mean corrected
-    reliability of the reference x that of the explanation, 1 when ``explanation`` is None);
-    NaN below ``floor``; rho, its null and both reliabilities are recomputed on the same
-    resampled rows. ``raw``: the Fisher-z mean of the raw rho instead.
-    """
-    n = len(pair)
-    if not (n == len(pair_null) == len(reference) == len(weights)) or not n \
-            or (explanation is not None and len(explanation) != n):
-        raise ValueError("need the same non-zero number of utterances in pair, pair_null, reference, weights "
-                         "(and explanation)")
-    rc, rel_r, rel_e, raws = [], [], [], []
-    for j in range(n):
-        w = np.asarray(weights[j], dtype=np.float64)
-        if w.shape[1] != np.asarray(pair[j]).shape[0]:
-            raise ValueError(f"utterance {j}: weights for {w.shape[1]} tokens, maps of {np.asarray(pair[j]).shape[0]}")
-        rho = pooled_pearson(pair[j], w)
-        raws.append(rho)
-        rc.append(chance_corrected(rho, np.nanmean(pooled_pearson(pair_null[j], w), axis=0)))
-        rel_r.append(reference[j].reliability(w))
-        rel_e.append(explanation[j].reliability(w) if explanation is not None else np.ones(w.shape[0]))
-    from .verdicts import _fisher_z  # the clipping of verdicts.fisher_mean, vectorized over replicates
-
-    rc_, rr, re_, raw_ = (np.asarray(v, dtype=np.float64) for v in (rc, rel_r, rel_e, raws))  # utterances x replicates
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicates stay NaN
-        if raw:
-            return np.tanh(np.nanmean(_fisher_z(raw_), axis=0))
-        mr, me = np.nanmean(rr, axis=0), np.nanmean(re_, axis=0)
-        z = np.nanmean(_fisher_z(rc_), axis=0)
-        return np.where(np.minimum(mr, me) >= floor, np.tanh(z) / np.sqrt(mr * me), np.nan)
-
-
-def replicate_interval(replicates: np.ndarray, method: str, n: int, alpha: float = 0.05) -> Any:
-    """:class:`~.verdicts.Estimate` from bootstrap ``replicates`` (entry 0 the estimate):
-    percentile interval, NaN where the estimate or every replicate is NaN."""
-    from . import verdicts
-
-    v = np.asarray(replicates, dtype=np.float64)
-    lo, hi = compare.percentile_interval(v[1:], alpha) if np.isfinite(v[0]) else (float("nan"), float("nan"))
-    return verdicts.Estimate(float(v[0]), lo, hi, int(n), method, int(n))
-
-
-def token_bootstrap_disattenuated(pair: Sequence[np.ndarray], pair_null: Sequence[np.ndarray],
-                                  reference: Sequence[NoiseMoments],
-                                  explanation: Sequence[NoiseMoments] | None = None,
-                                  floor: float = RELIABILITY_FLOOR, n_bootstrap: int = 1000, seed: int = 0,
-                                  alpha: float = 0.05, raw: bool = False) -> Any:
-    """:func:`token_bootstrap_replicates` with its own weights, as a :class:`~.verdicts.Estimate`
-    whose interval resamples every utterance's tokens (the utterances themselves are held
-    fixed: the interval says what these clips pin down, not what other clips would give)."""
-    w = token_weights([np.asarray(p).shape[0] for p in pair], n_bootstrap, seed)
-    reps = token_bootstrap_replicates(pair, pair_null, reference, w, explanation, floor, raw)
-    return replicate_interval(reps, f"tokens resampled within each of {len(pair)} utterance(s)", len(pair), alpha)
-
-
-# --------------------------------------------------------------------------- spending the compute
-
-
-def interval_width(n_utterances: float | np.ndarray, budget: float | np.ndarray, between_sd: float,
-                   within_sd_at: float, budget_at: float, z: float = 1.96) -> float | np.ndarray:
-    """Predicted width of the 95% interval of a condition-level correlation over ``n_utterances``
-    maps of ``budget`` perturbations each.
-
-    An utterance's value varies around the condition's mean by ``between_sd`` (the utterances
-    differ) plus its map's sampling noise, whose variance falls as ``1 / budget``: ``within_sd_at``
-    measured at ``budget_at`` (e.g. the spread of independent repeats of one map). Width
-    ``2 z sqrt((between_sd^2 + within_sd_at^2 budget_at / budget) / n_utterances)``.
-    """
-    n = np.asarray(n_utterances, dtype=np.float64)
-    b = np.asarray(budget, dtype=np.float64)
-    if np.any(n < 1) or np.any(b <= 0) or budget_at <= 0:
-        raise ValueError("n_utterances must be >= 1 and budgets positive")
-    var = (between_sd ** 2 + within_sd_at ** 2 * budget_at / b) / n
-    out = 2.0 * z * np.sqrt(var)
-    return float(out) if out.ndim == 0 else out
-
-
-@dataclass(frozen=True)
-class BudgetRule:
-    """What :func:`budget_rule` finds for one reference of one condition.
-
-    ``median_reliability``: median corrected reliability of the maps at ``budget``;
-    ``share_at_target``: share of maps at or above ``target``; ``budget_for_target``: the
-    budget at which the median map would reach ``target`` (inverse Spearman-Brown);
-    ``noise_share``: share of an utterance's variance that is map noise,
-    ``within^2 / (within^2 + between^2)`` (NaN without a ``within_sd``).
-    """
-
-    budget: int
-    target: float
-    median_reliability: float
-    share_at_target: float
-    budget_for_target: float
-    between_sd: float
-    within_sd: float
-    noise_share: float
-
-
-def budget_rule(reliabilities: Sequence[float], budget: int, target: float, values: Sequence[float] = (),
-                within_sd: float = float("nan")) -> BudgetRule:
-    """The rule that sizes a profile's budgets, checked on a run's maps.
-
-    For a fixed compute time ``C``, ``n`` utterances at ``N`` perturbations per map cost
-    ``n N`` and the interval of the condition-level value has width proportional to
-    ``sqrt((between^2 + a / N) / n)`` (:func:`interval_width`), i.e. to
-    ``sqrt(between^2 N + a)`` at ``n = C / N``: it grows with ``N``. So each map gets the
-    smallest budget at which its reference is reliable enough for the correction to be
-    estimable (``target``), and the rest of the compute buys utterances, as long as the map
-    noise ``a / N`` stays a small share of an utterance's variance.
-
-    Parameters
-    ----------
-    reliabilities : corrected reliability of each map (per utterance) at ``budget``.
-    budget : perturbations per map.
-    target : reliability the rule asks of the median map.
-    values : per-utterance values the condition averages (e.g. disattenuated rho), for ``between_sd``.
-    within_sd : spread of one utterance's value over independent maps of ``budget`` perturbations.
-    """
-    rel = np.asarray(reliabilities, dtype=np.float64)
-    rel = rel[np.isfinite(rel)]
-    med = float(np.median(rel)) if rel.size else float("nan")
-    vals = np.asarray(values, dtype=np.float64)
-    vals = vals[np.isfinite(vals)]
-    between = float(np.std(vals, ddof=1)) if vals.size > 1 else float("nan")
-    share = within_sd ** 2 / (within_sd ** 2 + between ** 2) if np.isfinite(within_sd) and np.isfinite(between) \
-        else float("nan")
-    return BudgetRule(budget=int(budget), target=float(target), median_reliability=med,
-                      share_at_target=float(np.mean(rel >= target)) if rel.size else float("nan"),
-                      budget_for_target=budget_for_reliability(med, budget, target) if np.isfinite(med) else float("nan"),
-                      between_sd=between, within_sd=float(within_sd), noise_share=float(share))

@@ -1,34 +1,11 @@
-"""Set-level estimates with honest intervals, and four-outcome verdicts.
+"""Verdicts on the study's claims, from estimates and their intervals.
 
-Why this module exists
-----------------------
-A percentile bootstrap over two utterances can only return ``[min, max]`` of the
-two values: the "interval" says nothing about the population. And a claim of the
-study either "held" or "did not", with no room for "we cannot tell". This module
-fixes both with a few plain rules.
+A claim of the study either "held" or "did not", with no room for "we cannot tell". The rules
+here give every claim one of a few outcomes (:data:`OUTCOMES`), decided on a set-level
+:class:`~.stats.Estimate` and its interval only.
 
-Estimates (:class:`Estimate`)
------------------------------
-* One value per utterance goes in (a correlation, a difference, an AUC gap, ...);
-  non-finite values are dropped and ``n`` counts what is left.
-* Correlations are averaged through Fisher's z (:func:`fisher_mean`): every r is
-  clipped to ``|r| <= 1 - 1e-7``, mapped to ``z = arctanh(r)``, the z are averaged
-  and the mean is mapped back with ``tanh``. Other quantities (differences, gaps)
-  use the plain mean.
-* The interval is a percentile bootstrap (``alpha = 0.05``: a 95% interval) over
-  utterances of *the same statistic* as the value, seeded like
-  :func:`crossattn_saliency.compare.bootstrap_indices`
-  (``np.random.default_rng(seed)``).
-* Below :data:`MIN_UTTERANCES` (8) utterances no interval is computed at all:
-  ``lo = hi = NaN`` and the text says "no interval below 8 utterances".
-* Paired quantities (two series on the same utterances, :func:`paired_estimate`)
-  resample whole utterances, so what the two series share cancels out.
-* Token-level values nested in utterances (:func:`hierarchical_estimate`) get a
-  two-level bootstrap: utterances with replacement, then tokens within each
-  chosen utterance with replacement.
-
-Verdicts (:func:`judge`, :func:`judge_order`)
----------------------------------------------
+Rules (:func:`judge`, :func:`judge_order`)
+------------------------------------------
 A claim says the quantity lies on one side of a threshold (``gain > 0``,
 ``correlation > 0``) and, optionally, that its size falls in the study's range.
 
@@ -47,328 +24,33 @@ and is undecided otherwise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
+from .stats import Estimate
 
-from .compare import bootstrap_indices
+__all__ = ["HOLDS", "SMALLER", "LARGER", "FAILS", "UNDECIDED", "UNTESTABLE", "OUTCOMES", "judge", "judge_order"]
 
-__all__ = [
-    "MIN_UTTERANCES", "AVERAGES",
-    "fisher_mean", "Estimate", "set_estimate", "paired_estimate", "hierarchical_estimate",
-    "HOLDS", "SMALLER", "LARGER", "FAILS", "UNDECIDED", "UNTESTABLE", "OUTCOMES",
-    "judge", "judge_order",
-]
-
-#: Below this many utterances no interval is given and every verdict is :data:`UNTESTABLE`.
-MIN_UTTERANCES = 8
-
-#: How per-utterance values are averaged: ``"fisher"`` (correlations, through Fisher z)
-#: or ``"mean"`` (the plain mean: differences, AUC gaps, ...).
-AVERAGES = ("fisher", "mean")
-
-_METHODS = {
-    "fisher": "Fisher z mean over utterances",
-    "mean": "mean over utterances",
-}
-
-#: Largest |r| kept before ``arctanh`` (so r = +-1 stays finite).
-_R_MAX = 1.0 - 1e-7
 
 HOLDS = "holds"
+
+
 SMALLER = "holds, smaller than the study"
+
+
 LARGER = "holds, larger than the study"
+
+
 FAILS = "does not hold"
+
+
 UNDECIDED = "undecided"
+
+
 UNTESTABLE = "not testable at this size"
+
+
 #: All verdict strings, in a fixed order.
 OUTCOMES = (HOLDS, SMALLER, LARGER, FAILS, UNDECIDED, UNTESTABLE)
-
-
-# --------------------------------------------------------------------------- averaging
-
-
-def _fisher_z(r: np.ndarray) -> np.ndarray:
-    """``arctanh`` of correlations clipped to ``|r| <= 1 - 1e-7`` (any shape)."""
-    return np.arctanh(np.clip(r, -_R_MAX, _R_MAX))
-
-
-def fisher_mean(r: Sequence[float] | np.ndarray) -> float:
-    """Average correlations through Fisher's z.
-
-    Parameters
-    ----------
-    r : array-like
-        Correlations, any shape (flattened; typically ``utterances``). Non-finite
-        values are ignored; the rest are clipped to ``|r| <= 1 - 1e-7`` so that
-        r = +-1 gives a large but finite z.
-
-    Returns
-    -------
-    float
-        ``tanh(mean(arctanh(r)))`` over the finite values; NaN if there is none.
-    """
-    v = np.asarray(r, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan")
-    return float(np.tanh(_fisher_z(v).mean()))
-
-
-def _check_common(average: str | None, n_bootstrap: int, alpha: float, min_utterances: int) -> None:
-    if average is not None and average not in AVERAGES:
-        raise ValueError(f"unknown average {average!r}; choose one of {list(AVERAGES)}")
-    if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if min_utterances < 2:
-        raise ValueError(f"min_utterances must be at least 2 (one utterance has no spread), got {min_utterances}")
-
-
-def _percentiles(boot: np.ndarray, alpha: float) -> tuple[float, float]:
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
-# --------------------------------------------------------------------------- estimates
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A set-level value with its bootstrap interval over utterances.
-
-    Attributes
-    ----------
-    value : float
-        The set-level value (Fisher z mean, mean, mean difference, ...); NaN if no
-        utterance had a finite value.
-    lo, hi : float
-        Percentile bootstrap interval; both NaN when there were fewer than
-        ``min_utterances`` utterances.
-    n : int
-        Number of utterances that entered (after dropping non-finite values).
-    method : str
-        How the value was averaged, e.g. ``"Fisher z mean over utterances"``.
-    min_utterances : int
-        The size below which no interval is given (for the text).
-    """
-
-    value: float
-    lo: float
-    hi: float
-    n: int
-    method: str
-    min_utterances: int = MIN_UTTERANCES
-
-    @property
-    def has_interval(self) -> bool:
-        """Whether both interval ends are finite."""
-        return bool(math.isfinite(self.lo) and math.isfinite(self.hi))
-
-    def text(self, fmt: str = ".2f") -> str:
-        """A short human-readable form.
-
-        Parameters
-        ----------
-        fmt : str
-            Format spec of the numbers, e.g. ``".2f"`` or ``"+.2f"``.
-
-        Returns
-        -------
-        str
-            ``"0.41 [0.30, 0.52] (n=12)"`` with an interval,
-            ``"0.41 (n=2; no interval below 8 utterances)"`` below the minimum size,
-            ``"0.41 (n=12; no interval)"`` otherwise; a NaN value reads ``"n/a"``.
-        """
-        val = format(self.value, fmt) if math.isfinite(self.value) else "n/a"
-        if self.has_interval:
-            return f"{val} [{format(self.lo, fmt)}, {format(self.hi, fmt)}] (n={self.n})"
-        if self.n < self.min_utterances:
-            return f"{val} (n={self.n}; no interval below {self.min_utterances} utterances)"
-        return f"{val} (n={self.n}; no interval)"
-
-    def as_dict(self) -> dict:
-        """A JSON-friendly summary (all fields, plus ``text``)."""
-        return {"value": self.value, "lo": self.lo, "hi": self.hi, "n": self.n, "method": self.method,
-                "min_utterances": self.min_utterances, "text": self.text()}
-
-
-def _finite_1d(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    v = np.asarray(values, dtype=np.float64).ravel()
-    return v[np.isfinite(v)]
-
-
-def set_estimate(values: Sequence[float] | np.ndarray, *, average: str = "fisher", n_bootstrap: int = 1000,
-                 seed: int = 0, alpha: float = 0.05, min_utterances: int = MIN_UTTERANCES) -> Estimate:
-    """Set-level value of per-utterance values with a bootstrap interval over utterances.
-
-    Parameters
-    ----------
-    values : array-like
-        One value per utterance (``utterances``); non-finite values are dropped.
-    average : {"fisher", "mean"}
-        ``"fisher"``: correlations, averaged with :func:`fisher_mean`; ``"mean"``:
-        the plain mean (differences, AUC gaps, ...).
-    n_bootstrap : int
-        Resamples of utterances (with replacement).
-    seed : int
-        Seed of the resampling (``np.random.default_rng(seed)``, as in
-        :func:`crossattn_saliency.compare.bootstrap_indices`).
-    alpha : float
-        1 - coverage (0.05: a 95% percentile interval).
-    min_utterances : int
-        Below this many (finite) utterances ``lo = hi = NaN``.
-
-    Returns
-    -------
-    Estimate
-        The same statistic as the value is computed on every resample; its
-        ``alpha/2`` and ``1 - alpha/2`` percentiles are the interval.
-    """
-    _check_common(average, n_bootstrap, alpha, min_utterances)
-    v = _finite_1d(values)
-    n = int(v.size)
-    method = _METHODS[average]
-    nan = float("nan")
-    if n == 0:
-        return Estimate(nan, nan, nan, 0, method, min_utterances)
-    x = _fisher_z(v) if average == "fisher" else v
-    value = float(np.tanh(x.mean())) if average == "fisher" else float(x.mean())
-    if n < min_utterances:
-        return Estimate(value, nan, nan, n, method, min_utterances)
-    boot = x[bootstrap_indices(n, n_bootstrap, seed)].mean(axis=1)  # n_bootstrap
-    if average == "fisher":
-        boot = np.tanh(boot)
-    lo, hi = _percentiles(boot, alpha)
-    return Estimate(value, lo, hi, n, method, min_utterances)
-
-
-def paired_estimate(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, average: str = "fisher",
-                    n_bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05,
-                    min_utterances: int = MIN_UTTERANCES) -> Estimate:
-    """Difference of two per-utterance series on the same utterances, bootstrapped in pairs.
-
-    Parameters
-    ----------
-    a, b : array-like
-        One value per utterance each (``utterances``, same length), e.g.
-        ``a`` = rho(CA, SM_H) and ``b`` = rho(CA, SM_X). Utterances where either
-        value is non-finite are dropped.
-    average : {"fisher", "mean"}
-        ``"fisher"``: ``fisher_mean(a) - fisher_mean(b)``; ``"mean"``: ``mean(a - b)``.
-    n_bootstrap, seed, alpha, min_utterances
-        As in :func:`set_estimate`; resampling draws whole pairs (utterances), so
-        the interval is narrower than that of two independent averages when ``a``
-        and ``b`` co-vary.
-
-    Returns
-    -------
-    Estimate
-        ``n`` is the number of complete pairs; no interval below ``min_utterances``.
-    """
-    _check_common(average, n_bootstrap, alpha, min_utterances)
-    av = np.asarray(a, dtype=np.float64).ravel()
-    bv = np.asarray(b, dtype=np.float64).ravel()
-    if av.shape != bv.shape:
-        raise ValueError(f"paired values need the same number of utterances: {av.size} vs {bv.size}")
-    keep = np.isfinite(av) & np.isfinite(bv)
-    av, bv = av[keep], bv[keep]
-    n = int(av.size)
-    method = ("difference of Fisher z means over utterances (paired)" if average == "fisher"
-              else "mean of paired differences over utterances")
-    nan = float("nan")
-    if n == 0:
-        return Estimate(nan, nan, nan, 0, method, min_utterances)
-    if average == "fisher":
-        za, zb = _fisher_z(av), _fisher_z(bv)
-        value = float(np.tanh(za.mean()) - np.tanh(zb.mean()))
-    else:
-        d = av - bv
-        value = float(d.mean())
-    if n < min_utterances:
-        return Estimate(value, nan, nan, n, method, min_utterances)
-    idx = bootstrap_indices(n, n_bootstrap, seed)  # n_bootstrap x n, shared by a and b
-    if average == "fisher":
-        boot = np.tanh(za[idx].mean(axis=1)) - np.tanh(zb[idx].mean(axis=1))
-    else:
-        boot = d[idx].mean(axis=1)
-    lo, hi = _percentiles(boot, alpha)
-    return Estimate(value, lo, hi, n, method, min_utterances)
-
-
-#: Upper bound on the number of token draws held in memory at once by the hierarchical bootstrap.
-_CHUNK_DRAWS = 2_000_000
-
-
-def hierarchical_estimate(groups: Sequence[Sequence[float] | np.ndarray], *, n_bootstrap: int = 1000,
-                          seed: int = 0, alpha: float = 0.05,
-                          min_utterances: int = MIN_UTTERANCES) -> Estimate:
-    """Mean of within-utterance means, with a two-level bootstrap.
-
-    For token-level values nested in utterances (e.g. one value per token of each
-    utterance): every resample draws utterances with replacement, then, within each
-    drawn utterance, its values with replacement; the statistic is the mean over
-    the drawn utterances of their resampled means. The interval thus carries both
-    the between-utterance and the within-utterance (few tokens) uncertainty.
-
-    Parameters
-    ----------
-    groups : sequence of array-like
-        One array per utterance (``utterances`` of ``tokens_i``, ragged). Non-finite
-        values are dropped; utterances left empty are dropped.
-    n_bootstrap : int
-        Resamples.
-    seed : int
-        Seed: one ``np.random.default_rng(seed)`` draws the utterance indices first
-        (the same ``n_bootstrap x n`` matrix as
-        :func:`crossattn_saliency.compare.bootstrap_indices`), then the token draws.
-    alpha : float
-        1 - coverage.
-    min_utterances : int
-        Below this many (non-empty) utterances ``lo = hi = NaN``.
-
-    Returns
-    -------
-    Estimate
-        ``value`` = mean over utterances of within-utterance means; ``n`` = number of
-        non-empty utterances.
-    """
-    _check_common(None, n_bootstrap, alpha, min_utterances)
-    clean = [g for g in (_finite_1d(g) for g in groups) if g.size]
-    n = len(clean)
-    method = "mean over utterances of within-utterance means (two-level bootstrap)"
-    nan = float("nan")
-    if n == 0:
-        return Estimate(nan, nan, nan, 0, method, min_utterances)
-    means = np.array([g.mean() for g in clean])
-    value = float(means.mean())
-    if n < min_utterances:
-        return Estimate(value, nan, nan, n, method, min_utterances)
-
-    flat = np.concatenate(clean)
-    sizes = np.array([g.size for g in clean], dtype=np.int64)  # n
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # n
-    rng = np.random.default_rng(seed)
-    outer = rng.integers(0, n, size=(n_bootstrap, n))  # n_bootstrap x n: utterances drawn
-    boot = np.empty(n_bootstrap)
-    # rows per chunk so that a chunk's token draws stay below _CHUNK_DRAWS
-    rows = max(1, int(_CHUNK_DRAWS // max(1, sizes.max() * n)))
-    for r0 in range(0, n_bootstrap, rows):
-        chosen = outer[r0:r0 + rows].ravel()  # (rows * n), utterance ids
-        m = sizes[chosen]  # tokens of each drawn utterance
-        offsets = np.concatenate([[0], np.cumsum(m)[:-1]])
-        local = np.floor(rng.random(int(m.sum())) * np.repeat(m, m)).astype(np.int64)
-        local = np.minimum(local, np.repeat(m, m) - 1)  # guard against rounding at the top end
-        draws = flat[np.repeat(starts[chosen], m) + local]
-        utt_means = np.add.reduceat(draws, offsets) / m  # (rows * n)
-        boot[r0:r0 + rows] = utt_means.reshape(-1, n).mean(axis=1)
-    lo, hi = _percentiles(boot, alpha)
-    return Estimate(value, lo, hi, n, method, min_utterances)
-
-
-# --------------------------------------------------------------------------- verdicts
 
 
 def judge(est: Estimate, study: tuple[float, float] | None = None, threshold: float = 0.0,

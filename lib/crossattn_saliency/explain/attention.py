@@ -15,18 +15,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any
 
 import numpy as np
 
-from ..core import cache
-from ..models.models import LoadedModel
-from ..models.transcribe import Hypothesis, teacher_forcing_inputs
-
-#: A named aggregation: "all", "alignment", ("layer", l), ("head", l, h), ("last", k),
-#: or an explicit list of (layer, head) pairs.
-View = Union[str, tuple, Sequence[tuple[int, int]]]
-
+from ..core import files
+from ..evaluate.views import View
+from ..models.loading import LoadedModel
+from ..models.decoding import Hypothesis, teacher_forcing_inputs
 
 @dataclass
 class CrossAttention:
@@ -86,49 +82,21 @@ class CrossAttention:
                        weights=self.weights[:, :, :-1], pad_mass=self.pad_mass[:, :, :-1],
                        entropy=self.entropy[:, :, :-1])
 
-    def heads_of(self, view: View) -> list[tuple[int, int]]:
-        """The (layer, head) pairs a named view averages over."""
-        L, H = self.n_layers, self.n_heads
-        if isinstance(view, str):
-            if view == "all":
-                return [(l, h) for l in range(L) for h in range(H)]
-            if view == "alignment":
-                if not self.alignment_heads:
-                    raise ValueError(f"{self.model} ships no alignment heads")
-                return [tuple(x) for x in self.alignment_heads]
-            raise ValueError(f"unknown view {view!r}; use 'all', 'alignment', ('layer', l), "
-                             "('head', l, h), ('last', k) or a list of (layer, head)")
-        if isinstance(view, tuple) and view and isinstance(view[0], str):
-            kind = view[0]
-            if kind == "layer":
-                return [(view[1], h) for h in range(H)]
-            if kind == "head":
-                return [(view[1], view[2])]
-            if kind == "last":
-                return [(l, h) for l in range(L - view[1], L) for h in range(H)]
-            raise ValueError(f"unknown view kind {kind!r}")
-        pairs = [tuple(int(x) for x in p) for p in view]
-        bad = [p for p in pairs if not (0 <= p[0] < L and 0 <= p[1] < H)]
-        if bad or not pairs:
-            raise ValueError(f"(layer, head) pairs {bad or pairs} out of range for {L} layers x {H} heads")
-        return pairs
-
-    def aggregate(self, view: View = "all") -> np.ndarray:
-        """Plain mean over the view's (layer, head) pairs: ``tokens x enc_frames``."""
-        pairs = self.heads_of(view)
-        idx_l = np.array([p[0] for p in pairs])
-        idx_h = np.array([p[1] for p in pairs])
-        return self.weights[idx_l, idx_h].mean(axis=0)
+    def aggregate(self, view: View | None = None) -> np.ndarray:
+        """Plain mean over the view's (layer, head) pairs (default all layers and heads):
+        ``tokens x enc_frames``."""
+        pairs = (view or View("all")).pairs(self.n_layers, self.n_heads, self.alignment_heads)
+        return self.weights[[p[0] for p in pairs], [p[1] for p in pairs]].mean(axis=0)
 
     def save(self, path: str | Path) -> Path:
         meta = {k: getattr(self, k) for k in ("utt_id", "model", "token_ids", "tokens", "n_frames",
                                               "seconds_per_position", "alignment_heads", "params")}
-        return cache.write_npz(path, meta, weights=self.weights.astype(np.float16),
+        return files.write_npz(path, meta, weights=self.weights.astype(np.float16),
                                pad_mass=self.pad_mass.astype(np.float32), entropy=self.entropy.astype(np.float32))
 
     @classmethod
     def load(cls, path: str | Path) -> "CrossAttention":
-        arrays, meta = cache.read_npz(path)
+        arrays, meta = files.read_npz(path)
         meta["alignment_heads"] = [tuple(x) for x in meta["alignment_heads"]]
         return cls(weights=arrays["weights"].astype(np.float32), pad_mass=arrays["pad_mass"],
                    entropy=arrays["entropy"], **meta)
@@ -179,7 +147,7 @@ def extract(loaded: LoadedModel, feats: np.ndarray, hyp: Hypothesis) -> CrossAtt
 def from_rows(loaded: LoadedModel, hyp: Hypothesis, rows: np.ndarray, params: dict[str, Any]) -> CrossAttention:
     """A :class:`CrossAttention` from full rows ``layers x heads x tokens x 1500`` (each summing
     to 1): the speech positions kept, the padding mass and the entropy of each full row recorded."""
-    from ..models.transcribe import token_strings
+    from ..models.decoding import token_strings
 
     t_speech = int(math.ceil(hyp.n_frames / loaded.info.subsampling))
     entropy = -(rows * np.log(np.clip(rows.astype(np.float64), 1e-30, None))).sum(-1)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..evaluate import compare
+from ..evaluate import correlate
 
 __all__ = ["MIN_MEAN", "MIN_TOKEN", "CHECK_PERTURBATIONS", "BackendCheck", "BackendRefused", "resolve",
            "map_agreement", "check", "require"]
@@ -80,7 +80,7 @@ def resolve(backend: str, device: str = "cpu") -> str:
     """The backend a profile's ``spes_backend`` names here: ``"auto"`` is ``"openvino"`` on a CPU
     where the ``openvino`` package is installed, ``"torch"`` elsewhere; other names as they are
     (checked against :data:`~.whisper_spes.BACKENDS`)."""
-    from .whisper_spes import BACKENDS, backend_available
+    from .spes_whisper import BACKENDS, backend_available
 
     if backend == "auto":
         cpu = str(device).startswith("cpu")
@@ -91,7 +91,7 @@ def resolve(backend: str, device: str = "cpu") -> str:
 
 
 def map_agreement(maps_a: np.ndarray, maps_b: np.ndarray) -> dict[str, float]:
-    """How alike two runs' maps are after per-token z-scoring (``compare.normalize(maps, "token_z")``).
+    """How alike two runs' maps are after per-token z-scoring (``correlate.normalize(maps, "token_z")``).
 
     Parameters
     ----------
@@ -104,9 +104,9 @@ def map_agreement(maps_a: np.ndarray, maps_b: np.ndarray) -> dict[str, float]:
     mean of the per-token values), ``pearson_per_token_mean`` and ``pearson_per_token_min``
     (one Pearson correlation per token; NaN for a constant token).
     """
-    za, zb = compare.normalize(maps_a, "token_z"), compare.normalize(maps_b, "token_z")
-    per_tok = [compare.correlation(a, b, "pearson") for a, b in zip(za, zb)]
-    return {"pearson_all": compare.correlation(za, zb, "pearson"),
+    za, zb = correlate.normalize(maps_a, "token_z"), correlate.normalize(maps_b, "token_z")
+    per_tok = [correlate.correlation(a, b, "pearson") for a, b in zip(za, zb)]
+    return {"pearson_all": correlate.correlation(za, zb, "pearson"),
             "pearson_per_token_mean": float(np.mean(per_tok)), "pearson_per_token_min": float(np.min(per_tok))}
 
 
@@ -125,7 +125,7 @@ def check(model: Any, features: np.ndarray, n_frames: int, prompt_ids: Sequence[
         (reused, so the backend is compiled once).
     """
     from .spes import SpesParams
-    from .whisper_spes import WhisperSpes
+    from .spes_whisper import WhisperSpes
 
     params = SpesParams(n_perturbations=int(n_perturbations), batch_size=int(batch_size), seed=int(seed))
     args = (features, n_frames, prompt_ids, token_ids)

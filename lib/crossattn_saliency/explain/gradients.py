@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..models.transcribe import teacher_forcing_inputs
+from ..models.decoding import teacher_forcing_inputs
 
 __all__ = ["METHODS", "ENGINES", "attribute_tokens", "GradientModel", "input_gradients", "encoder_gradients"]
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from .attention import CrossAttention, from_rows
-from ..models.models import LoadedModel
-from ..models.transcribe import Hypothesis, teacher_forcing_inputs
+from ..models.loading import LoadedModel
+from ..models.decoding import Hypothesis, teacher_forcing_inputs
 
 __all__ = ["norm_weighted", "value_norms", "norm_weighted_rows", "norm_weighted_attention"]
 

@@ -4,7 +4,7 @@ A job is one explanation kind of one utterance of one condition (:class:`Job`). 
 writes its result through the profile's result store (atomic: a file appears whole or not
 at all), so the executor only decides *where* jobs run:
 
-* ``"local"`` (default): :func:`crossattn_saliency.pipeline.explain` computes them in order;
+* ``"local"`` (default): :func:`~.explaining.explain` computes them in order;
 * ``"ray"``: :func:`run` submits one Ray task per job (a GPU per task when the profile's
   device is ``cuda``, one CPU otherwise). A task whose record the store holds reads it and
   returns (``computed: False``): a restarted driver recomputes nothing that finished. A killed
@@ -12,7 +12,7 @@ at all), so the executor only decides *where* jobs run:
   to ``RAY_ADDRESS`` when set (an existing cluster), else starts a local instance.
 
 Ray is an optional extra: ``pip install -e "lib[ray]"``. The notebooks call :func:`run`
-before collecting the maps with :func:`~crossattn_saliency.pipeline.explain`, which then
+before collecting the maps with :func:`~.explaining.explain`, which then
 reads every record from the store.
 """
 from __future__ import annotations
@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..core import config
-from ..explain import kinds
-from . import pipeline
 from ..core.config import Profile
+from ..explain import kinds
+from . import keys
+from .context import condition, store
+from .utterances import context_for, utterances
+from .explaining import explanation
 
 __all__ = ["EXECUTORS", "Job", "jobs_for", "run_job", "run"]
 
@@ -45,7 +48,7 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"{self.condition}/{kinds.file_id(self.utt_id)}/{self.kind}"
+        return keys.job(self.condition, self.utt_id, self.kind)
 
 
 def jobs_for(profile: Profile, conditions: Sequence[str] | None = None) -> list[Job]:
@@ -55,14 +58,14 @@ def jobs_for(profile: Profile, conditions: Sequence[str] | None = None) -> list[
     for cond in profile.saliency_conditions_list():
         if conditions is not None and cond.name not in conditions:
             continue
-        utts = pipeline.utterances(profile, cond, profile.saliency_utterances, saliency=True)
+        utts = utterances(profile, cond, profile.saliency_utterances, saliency=True)
         ids = [u.utt_id for u in utts]
         out += [Job(cond.name, uid, k.name) for uid in ids for k in kinds.selected(profile)]
     return out
 
 
 def _marker(profile: Profile, job: Job) -> Any:
-    return pipeline.store(profile).root / "jobs" / f"{job.key}.running"
+    return store(profile).root / "jobs" / f"{job.key}.running"
 
 
 _CONTEXTS: dict[tuple[str, str, str], Any] = {}
@@ -72,13 +75,13 @@ def run_job(profile: Profile, job: Job) -> dict[str, Any]:
     """Compute one job through the store (or load it); returns what was done. While it runs,
     ``<store>/jobs/<job>.running`` names the process (host and pid) that runs it. Contexts, so
     the prepared models, are kept per process across jobs of the same condition."""
-    cond = pipeline.condition(profile, job.condition)
+    cond = condition(profile, job.condition)
     key = (json.dumps(dataclasses.asdict(profile), sort_keys=True, default=str), str(config.cache_dir(profile.name)),
            job.condition)
     if key not in _CONTEXTS:
         _CONTEXTS.clear()  # one condition's models at a time per process
-        _CONTEXTS[key] = (pipeline.context(profile, cond),
-                          {u.utt_id: u for u in pipeline.utterances(profile, cond, profile.saliency_utterances,
+        _CONTEXTS[key] = (context_for(profile, cond),
+                          {u.utt_id: u for u in utterances(profile, cond, profile.saliency_utterances,
                                                                      saliency=True)})
     ctx, utts = _CONTEXTS[key]
     if job.utt_id not in utts:
@@ -89,7 +92,7 @@ def run_job(profile: Profile, job: Job) -> dict[str, Any]:
     t0 = time.perf_counter()
     written = len(ctx.store.written)
     try:
-        e = kinds.get(job.kind).compute(ctx, utts[job.utt_id])
+        e = explanation(ctx, kinds.get(job.kind), utts[job.utt_id])
     finally:
         marker.unlink(missing_ok=True)
     return {"job": job.key, "tokens": e.n_tokens, "seconds": time.perf_counter() - t0, "pid": os.getpid(),

@@ -5,7 +5,7 @@ three SLIC levels, the KL score). Here each setting is changed one at a time (:d
 the SM_X / SM_H maps of a few utterances are computed again with it (independent masks, the
 profile's budget, stored under ``sensitivity_x`` / ``sensitivity_h``), and each is treated as
 another reference kind named ``<SM_X|SM_H>@<setting>`` beside the study's: the same correlation
-machinery (:func:`~crossattn_saliency.pipeline.correlation`) gives rho(CA, map) raw and
+machinery (:func:`~.correlating.correlation`) gives rho(CA, map) raw and
 disattenuated with intervals and each map's null-corrected reliability; :func:`agreement_matrix`
 gives how far two settings' maps agree once both maps' noise is corrected; :func:`sensitivity_table`
 adds each setting's throughput and the compute it needs for a given reliability.
@@ -20,11 +20,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..explain import kinds
-from . import pipeline
-from ..evaluate import reliability
-from ..core.config import Condition, Profile
-from ..explain.explanations import View
+from ..core.config import Condition, Profile, derive_seed
+from ..evaluate import correlate, reliability, token_bootstrap
+from ..evaluate.results import CorrelationTable
+from ..evaluate.views import View
+from ..explain.explanation import Explained
+from .utterances import context_for
+from .correlating import correlation
+from .costing import recorded_seconds
+from .explaining import spes_explanation, spes_record
+from .noise import reference_noise
 
 __all__ = ["SETTINGS", "STUDY", "REPEAT", "setting_overrides", "kind_name", "explain_settings", "sensitivity_table",
            "agreement_matrix", "agreement_intervals", "TokenBootstrap"]
@@ -89,43 +94,40 @@ def applies(setting: str, grid: str) -> bool:
     return True
 
 
-def explain_settings(profile: Profile, cond: Condition, items: list[pipeline.Explained], settings: Sequence[str],
-                     grids: Sequence[str] = ("input", "encoder"), progress: bool = True) -> list[pipeline.Explained]:
+def explain_settings(profile: Profile, cond: Condition, items: list[Explained], settings: Sequence[str],
+                     grids: Sequence[str] = ("input", "encoder"), progress: bool = True) -> list[Explained]:
     """``items`` with one more explanation per setting and grid: ``SM_X@<setting>`` /
     ``SM_H@<setting>`` (settings that do not apply to a grid are skipped; the study's setting is
     the item's own SM_X / SM_H). Each map draws its own masks (seed tag = the setting's name), so
     two settings' maps are independent estimates; computed once and stored."""
     from ..core.progress import bar
 
-    ctx = pipeline.context(profile, cond)
+    ctx = context_for(profile, cond)
     todo = [(it, s, g) for it in items for g in grids for s in settings if s != STUDY and applies(s, g)]
     extra: dict[str, dict[str, Any]] = {it.utt.utt_id: {} for it in items}
     for it, s, g in bar(todo, desc=f"SPES settings {cond.name}", unit="map", disable=not progress):
         base = "SM_X" if g == "input" else "SM_H"
-        res = kinds.spes_record(ctx, it.utt, g, section=f"sensitivity_{base[-1].lower()}/{s}", seed_tag=s,
-                                settings=setting_overrides(s, g))
-        extra[it.utt.utt_id][kind_name(base, s)] = kinds.spes_explanation(ctx, it.utt, kind_name(base, s), res)
-    return [pipeline.Explained(it.utt, {**it.explanations, **extra[it.utt.utt_id]}) for it in items]
+        res = spes_record(ctx, it.utt, g, purpose="sensitivity", run=s, seed_tag=s, settings=setting_overrides(s, g))
+        extra[it.utt.utt_id][kind_name(base, s)] = spes_explanation(ctx, it.utt, kind_name(base, s), res)
+    return [it.with_explanations(extra[it.utt.utt_id]) for it in items]
 
 
 class TokenBootstrap:
     """Token-resampling intervals for correlations between maps of a few utterances
     (:func:`~.reliability.token_bootstrap_disattenuated`), with each map's per-token moments
     built once: the comparison-grid map (reduced with the profile's reducer, normalized),
-    its null maps (those of :func:`~.pipeline.reference_noise`, stored) and its split-half
+    its null maps (those of :func:`~.noise.reference_noise`, stored) and its split-half
     moments (same splits and permutations as the stored noise)."""
 
-    def __init__(self, profile: Profile, cond: Condition, items: list[pipeline.Explained]):
+    def __init__(self, profile: Profile, cond: Condition, items: list[Explained]):
         self.profile, self.cond, self.items = profile, cond, items
         self._grid: dict[tuple[int, str], np.ndarray] = {}
         self._nulls: dict[tuple[int, str], list[np.ndarray]] = {}
-        self._noise: dict[tuple[int, str], reliability.NoiseMoments] = {}
+        self._noise: dict[tuple[int, str], token_bootstrap.NoiseMoments] = {}
         self._weights: list[np.ndarray] | None = None
 
     def _norm(self, m: np.ndarray) -> np.ndarray:
-        from ..evaluate import compare
-
-        return compare.normalize(np.asarray(m, dtype=np.float64), self.profile.normalization)
+        return correlate.normalize(np.asarray(m, dtype=np.float64), self.profile.normalization)
 
     def grid(self, j: int, name: str, view: View | None = None) -> np.ndarray:
         """Utterance ``j``'s map ``name`` (``view`` of a layered kind) on the comparison grid,
@@ -135,17 +137,15 @@ class TokenBootstrap:
             self._grid[key] = self._norm(self.items[j][name].on_encoder_grid(view, self.profile.reducer))
         return self._grid[key]
 
-    def noise(self, j: int, name: str) -> reliability.NoiseMoments:
+    def noise(self, j: int, name: str) -> token_bootstrap.NoiseMoments:
         key = (j, name)
         if key not in self._noise:
-            from ..core.config import derive_seed
-
             p, it = self.profile, self.items[j]
             e = it[name]
             red = p.reducer if e.grid == "input" else None
-            nz = pipeline.reference_noise(p, self.cond, it, name, p.reducer, p.normalization)
+            nz = reference_noise(p, self.cond, it, name, p.reducer, p.normalization)
             self._nulls[key] = [self._norm(m) for m in nz.null_maps]
-            self._noise[key] = reliability.noise_moments(
+            self._noise[key] = token_bootstrap.noise_moments(
                 e.resample, e.design, red, p.normalization, p.reliability_splits, p.null_permutations,
                 derive_seed(p.seed, it.utt.utt_id, name, "noise"))
         return self._noise[key]
@@ -156,7 +156,7 @@ class TokenBootstrap:
         every comparison, so that replicates are paired across them."""
         if self._weights is None:
             tokens = [int(next(iter(it.explanations.values())).n_tokens) for it in self.items]
-            self._weights = reliability.token_weights(tokens, self.profile.n_bootstrap, self.profile.seed)
+            self._weights = token_bootstrap.token_weights(tokens, self.profile.n_bootstrap, self.profile.seed)
         return self._weights
 
     def replicates(self, explanation: str, reference: str, view: View | None = None, noisy_explanation: bool = False,
@@ -168,21 +168,21 @@ class TokenBootstrap:
         n = len(self.items)
         refs = [self.noise(j, reference) for j in range(n)]
         exps = [self.noise(j, explanation) for j in range(n)] if noisy_explanation else None
-        pair = [reliability.row_moments(self.grid(j, explanation, view), self.grid(j, reference)) for j in range(n)]
-        nulls = [np.stack([reliability.row_moments(self.grid(j, explanation, view), m)
+        pair = [token_bootstrap.row_moments(self.grid(j, explanation, view), self.grid(j, reference)) for j in range(n)]
+        nulls = [np.stack([token_bootstrap.row_moments(self.grid(j, explanation, view), m)
                            for m in self._nulls[(j, reference)]]) for j in range(n)]
-        return reliability.token_bootstrap_replicates(pair, nulls, refs, self.weights, exps,
+        return token_bootstrap.token_bootstrap_replicates(pair, nulls, refs, self.weights, exps,
                                                       floor=self.profile.reliability_floor, raw=raw)
 
     def estimate(self, explanation: str, reference: str, view: View | None = None, noisy_explanation: bool = False,
                  raw: bool = False) -> Any:
         """:meth:`replicates` as a :class:`~.verdicts.Estimate` with its 95% percentile interval."""
-        return reliability.replicate_interval(self.replicates(explanation, reference, view, noisy_explanation, raw),
+        return token_bootstrap.replicate_interval(self.replicates(explanation, reference, view, noisy_explanation, raw),
                                               f"tokens resampled within each of {len(self.items)} utterance(s)",
                                               len(self.items))
 
 
-def sensitivity_table(profile: Profile, cond: Condition, items: list[pipeline.Explained], settings: Sequence[str],
+def sensitivity_table(profile: Profile, cond: Condition, items: list[Explained], settings: Sequence[str],
                       base: str = "SM_X", kind: str = "CA", view: View = View("all"),
                       target_reliability: float = 0.5) -> Any:
     """One row per setting (``pandas.DataFrame``): throughput (perturbations/s of this run's
@@ -194,7 +194,7 @@ def sensitivity_table(profile: Profile, cond: Condition, items: list[pipeline.Ex
     import pandas as pd
 
     names = [kind_name(base, s) for s in settings if kind_name(base, s) in items[0].explanations]
-    corr = pipeline.correlation(profile, cond, items, reducer=profile.reducer, normalization=profile.normalization,
+    corr = correlation(profile, cond, items, reducer=profile.reducer, normalization=profile.normalization,
                                 kind_names=[kind], targets=names, views=[view])
     tokens = TokenBootstrap(profile, cond, items) if len(items) < profile.min_utterances else None
     rows = []
@@ -208,8 +208,8 @@ def sensitivity_table(profile: Profile, cond: Condition, items: list[pipeline.Ex
             raw, dis = (tokens.estimate(kind, name, view, raw=flag) for flag in (True, False))
             lo, hi, dlo, dhi = raw.lo, raw.hi, dis.lo, dis.hi
         maps = [it[name] for it in items]
-        n_pert = int(maps[0].provenance.get("n_perturbations") or 0)
-        secs = np.array([pipeline.recorded_seconds(e) for e in maps])
+        n_pert = int(maps[0].provenance.params.get("n_perturbations") or 0)
+        secs = np.array([recorded_seconds(e) for e in maps])
         rate = n_pert / float(np.nanmedian(secs)) if n_pert and np.isfinite(np.nanmedian(secs)) else float("nan")
         rel_u = reliability.corrected_reliability(np.asarray(r.r_half_per_utterance),
                                                   np.asarray(r.r_half_null_per_utterance))
@@ -227,7 +227,7 @@ def sensitivity_table(profile: Profile, cond: Condition, items: list[pipeline.Ex
     return pd.DataFrame(rows)
 
 
-def agreement_matrix(profile: Profile, cond: Condition, items: list[pipeline.Explained], settings: Sequence[str],
+def agreement_matrix(profile: Profile, cond: Condition, items: list[Explained], settings: Sequence[str],
                      base: str = "SM_X") -> Any:
     """How far two settings' maps agree once both maps' noise is corrected (``pandas.DataFrame``,
     settings x settings): rho(map a, map b) null-corrected against b's null, Fisher-z mean over
@@ -238,11 +238,9 @@ def agreement_matrix(profile: Profile, cond: Condition, items: list[pipeline.Exp
 
     names = [kind_name(base, s) for s in settings if kind_name(base, s) in items[0].explanations]
     labels = [n.split("@")[-1] if "@" in n else STUDY for n in names]
-    from ..evaluate.tables import CorrelationTable
-
     corr = CorrelationTable()
     for b in names:  # each map as the reference of the others: its own null and reliability
-        corr = corr + pipeline.correlation(profile, cond, items, reducer=profile.reducer,
+        corr = corr + correlation(profile, cond, items, reducer=profile.reducer,
                                            normalization=profile.normalization,
                                            kind_names=[a for a in names if a != b], targets=[b])
     rel = {b: corr.get(cond.name, next(a for a in names if a != b), b, None).reliability if len(names) > 1
@@ -260,7 +258,7 @@ def agreement_matrix(profile: Profile, cond: Condition, items: list[pipeline.Exp
     return pd.DataFrame(out, index=labels, columns=labels)
 
 
-def agreement_intervals(profile: Profile, cond: Condition, items: list[pipeline.Explained], settings: Sequence[str],
+def agreement_intervals(profile: Profile, cond: Condition, items: list[Explained], settings: Sequence[str],
                         base: str = "SM_X", against: Sequence[str] = (STUDY,), progress: bool = True) -> Any:
     """The agreement of :func:`agreement_matrix` for the rows ``against`` (default: the study's
     setting) with 95% token-bootstrap intervals (``pandas.DataFrame``: ``reference`` (``base``), ``setting``, ``with``,
@@ -288,11 +286,11 @@ def agreement_intervals(profile: Profile, cond: Condition, items: list[pipeline.
     same = kind_name(base, REPEAT)
     rows = []
     for a, b in todo:
-        est = reliability.replicate_interval(reps[(a, b)], how, len(items))
+        est = token_bootstrap.replicate_interval(reps[(a, b)], how, len(items))
         rel = None
         if label[a] == STUDY and same in names and b != same:
             with np.errstate(divide="ignore", invalid="ignore"):
-                rel = reliability.replicate_interval(reps[(a, b)] / reps[(a, same)], how, len(items))
+                rel = token_bootstrap.replicate_interval(reps[(a, b)] / reps[(a, same)], how, len(items))
         rows.append({"reference": base, "setting": label[a], "with": label[b], "agreement": est.value, "lo": est.lo, "hi": est.hi,
                      "relative": rel.value if rel else float("nan"), "rel lo": rel.lo if rel else float("nan"),
                      "rel hi": rel.hi if rel else float("nan"), "interval": how})

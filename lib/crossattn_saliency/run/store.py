@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
-from ..core import cache
+from ..core import files
 
 T = TypeVar("T")
 
@@ -44,7 +44,7 @@ def params_diff(stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: tu
     Values are compared as JSON (tuples and lists are equal); names in ``ignore``
     are skipped; a name missing from ``stored`` takes its value from ``defaults``.
     """
-    norm = lambda v: json.loads(json.dumps(v, sort_keys=True, default=cache._json_default))  # noqa: E731
+    norm = lambda v: json.loads(json.dumps(v, sort_keys=True, default=files._json_default))  # noqa: E731
     stored = {**dict(defaults or {}), **dict(stored)}
     out = {}
     for k in sorted(set(stored) | set(wanted)):
@@ -67,7 +67,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of a record without loading its arrays (``.npz``) or with its body (``.json``)."""
     path = Path(path)
     if path.suffix == ".json":
-        return cache.read_json(path)
+        return files.read_json(path)
     with np.load(path, allow_pickle=False) as data:
         return json.loads(bytes(data["__meta__"]).decode()) if "__meta__" in data.files else {}
 
@@ -84,6 +84,8 @@ class ResultStore:
     on_mismatch: str = "recompute"
     ignore: tuple[str, ...] = ("batch_size",)
     log: Callable[[str], None] | None = None
+    #: the sections records may live in (first part of a section name; ``None``: any), e.g. ``keys.SECTIONS``
+    sections: Any = None
     recomputed: list[str] = field(default_factory=list)
     #: records this store computed and wrote (missing or stale ones), in order
     written: list[str] = field(default_factory=list)
@@ -96,6 +98,9 @@ class ResultStore:
     def path(self, section: str, key: str, suffix: str = ".npz") -> Path:
         """``<root>/<section>/<key><suffix>``; ``key`` may hold ``/`` for sub-folders
         (``condition/utterance``); no part may be empty or start with a dot."""
+        if self.sections is not None and section.split("/")[0] not in self.sections:
+            raise ValueError(f"section {section!r} is not one of the store's sections {sorted(self.sections)}: "
+                             "add it to run.keys.SECTIONS")
         parts = [section, *key.split("/")]
         if any(not p or p.startswith(".") for p in parts):
             raise ValueError(f"section {section!r} / key {key!r} cannot name a file: empty part or leading dot")
@@ -129,7 +134,7 @@ class ResultStore:
         """The record ``section/key`` made with ``params``: loaded if valid, else computed and saved.
 
         ``save(obj, path)`` must write the record atomically with ``params`` in its
-        metadata (``cache.write_npz`` / ``cache.write_json`` do); ``identity`` holds
+        metadata (``files.write_npz`` / ``files.write_json`` do); ``identity`` holds
         top-level metadata fields that must match too (e.g. ``token_ids``).
         """
         path = self.path(section, key, suffix)
@@ -146,8 +151,8 @@ class ResultStore:
                    compute: Callable[[], Mapping[str, Any]], **kw: Any) -> dict[str, Any]:
         """A JSON record ``{"params": params, **compute()}``."""
         def save(body: Mapping[str, Any], path: Path) -> None:
-            cache.write_json(path, {**body, "params": dict(params)})
-        return self.fetch(section, key, params, lambda: dict(compute()), save, cache.read_json,
+            files.write_json(path, {**body, "params": dict(params)})
+        return self.fetch(section, key, params, lambda: dict(compute()), save, files.read_json,
                           suffix=".json", **kw)
 
     def fetch_arrays(self, section: str, key: str, params: Mapping[str, Any],
@@ -156,5 +161,5 @@ class ResultStore:
         """An ``.npz`` record of arrays plus JSON metadata (``meta["params"] = params``)."""
         def save(rec: tuple[Mapping[str, np.ndarray], Mapping[str, Any]], path: Path) -> None:
             arrays, meta = rec
-            cache.write_npz(path, {**dict(meta), "params": dict(params)}, **dict(arrays))
-        return self.fetch(section, key, params, lambda: tuple(compute()), save, cache.read_npz, **kw)
+            files.write_npz(path, {**dict(meta), "params": dict(params)}, **dict(arrays))
+        return self.fetch(section, key, params, lambda: tuple(compute()), save, files.read_npz, **kw)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .models import LoadedModel
+from .loading import LoadedModel
 
-if TYPE_CHECKING:
-    from ..run.store import ResultStore
 
 SAMPLING_RATE = 16000
 #: Whisper's feature hop: 10 ms at 16 kHz
@@ -153,41 +151,6 @@ def decode_batch(loaded: LoadedModel, feats: Sequence[np.ndarray], language: str
             ids = ids[:ids.index(eot)]
         result.append(ids + [eot])
     return result
-
-
-def hypothesis_params(loaded: LoadedModel, language: str, task: str, beam_size: int) -> dict[str, Any]:
-    """The parameters that key a cached hypothesis."""
-    return {"model": loaded.name, "language": language, "task": task, "beam_size": int(beam_size),
-            "dtype": str(loaded.model.dtype).replace("torch.", "")}
-
-
-def transcribe_set(loaded: LoadedModel, utterances: Iterable[dict[str, Any]], language: str, task: str,
-                   beam_size: int, store: "ResultStore", group: str, progress: bool = True) -> list[Hypothesis]:
-    """Decode every utterance once, one store record each (``hypotheses/<group>/<utt>.json``).
-
-    ``utterances`` yields dicts with ``id``, ``audio`` (16 kHz float samples) and
-    ``sampling_rate``. Records carry :func:`hypothesis_params`; finished utterances are
-    never decoded again (an interrupted run resumes), and a record made with other
-    parameters is recomputed with a warning naming them (or raises, per the store).
-    """
-    from ..core.progress import bar as tqdm
-
-    params = hypothesis_params(loaded, language, task, beam_size)
-    out = []
-    items = list(utterances)
-    for utt in tqdm(items, desc=f"decode {loaded.name} {language}-{task}", disable=not progress, unit="utt"):
-        uid = str(utt["id"])
-
-        def compute(utt: dict[str, Any] = utt, uid: str = uid) -> dict[str, Any]:
-            feats, n_frames = features(loaded, np.asarray(utt["audio"], dtype=np.float32),
-                                       int(utt["sampling_rate"]), uid)
-            ids = decode(loaded, feats, language, task, beam_size)
-            text = loaded.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            return Hypothesis(uid, tuple(loaded.prompt_ids(language, task)), tuple(ids), text, n_frames).to_json()
-
-        rec = store.fetch_json("hypotheses", f"{group}/{uid.replace('/', '__')}", params, compute)
-        out.append(Hypothesis.from_json(rec))
-    return out
 
 
 @dataclass

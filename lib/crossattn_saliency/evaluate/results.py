@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..explain.explanations import View
+from .views import View
 
 
 @dataclass(frozen=True)
@@ -79,19 +79,30 @@ class CorrelationRow:
 
 @dataclass
 class CorrelationTable:
-    """Rows of :class:`CorrelationRow` for one or more conditions."""
+    """Rows of :class:`CorrelationRow` for one or more conditions, all made with one ``reducer``
+    (of input-grid maps to the encoder grid) and one ``normalization``: tables made otherwise
+    refuse to merge (``+``), since their rows are not comparable."""
 
     rows: list[CorrelationRow] = field(default_factory=list)
+    reducer: str | None = None
+    normalization: str | None = None
 
     def __add__(self, other: "CorrelationTable") -> "CorrelationTable":
-        return CorrelationTable(self.rows + other.rows)
+        made = {}
+        for name in ("reducer", "normalization"):
+            a, b = getattr(self, name), getattr(other, name)
+            if a is not None and b is not None and a != b:
+                raise ValueError(f"cannot merge correlation tables made with different {name}s ({a!r} and {b!r}): "
+                                 "their rows are not comparable; recompute one with the other's setting")
+            made[name] = a if a is not None else b
+        return CorrelationTable(self.rows + other.rows, **made)
 
     def select(self, kind: str | None = None, target: str | None = None, view_kind: str | None = None,
                condition: str | None = None) -> list[CorrelationRow]:
         return [r for r in self.rows
                 if (kind is None or r.kind == kind) and (target is None or r.target == target)
                 and (condition is None or r.condition == condition)
-                and (view_kind is None or (r.view.kind if r.view is not None else "map") == view_kind)]
+                and (view_kind is None or (r.view.scope if r.view is not None else "map") == view_kind)]
 
     def get(self, condition: str, kind: str, target: str, view: View | None = View("all")) -> CorrelationRow:
         for r in self.rows:
@@ -228,12 +239,13 @@ class DeletionTable:
         """Every explanation's AUC against its matched random floor (same deleted shape),
         per condition: mean AUC, mean floor AUC (mean of the draws, and their spread), and
         the gap AUC - floor with a bootstrap interval over utterances
-        (:func:`~.verdicts.set_estimate`, plain mean; no interval below ``min_utterances``).
+        (:func:`~.stats.set_estimate`, plain mean; no interval below ``min_utterances``).
         ``faithful``: "yes" where the gap's interval lies above 0, "no" where it lies
         below or covers 0, "not testable at this size" without an interval."""
-        from . import deletion, verdicts
+        from .floors import baseline_gap
+        from .stats import MIN_UTTERANCES, set_estimate
 
-        mu = verdicts.MIN_UTTERANCES if min_utterances is None else int(min_utterances)
+        mu = MIN_UTTERANCES if min_utterances is None else int(min_utterances)
         floors: dict[tuple[str, str, str], list[float]] = {}
         for r in self.records:
             if r.ranking.kind == "random":
@@ -245,8 +257,8 @@ class DeletionTable:
                     and (cond, r.utt_id, rank.shape) in floors]
             if not recs:
                 continue
-            g = deletion.baseline_gap([r.auc for r in recs], [floors[(cond, r.utt_id, rank.shape)] for r in recs])
-            est = verdicts.set_estimate(g.gap, average="mean", n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
+            g = baseline_gap([r.auc for r in recs], [floors[(cond, r.utt_id, rank.shape)] for r in recs])
+            est = set_estimate(g.gap, average="mean", n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
             verdict = ("not testable at this size" if not est.has_interval else
                        "yes" if est.lo > 0 else "no")
             out.append({"condition": cond, "explanation": rank.label, "floor": f"random {rank.shape}",

@@ -15,12 +15,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data import alignment
-from . import pipeline
-from ..evaluate import timestamps
 from ..core.config import Condition, Profile
-from ..explain.explanations import Explanation, View
-from ..explain.kinds import file_id
+from ..data import alignment
+from ..evaluate import timestamps
+from ..evaluate.correlate import normalize
+from ..evaluate.views import View
+from ..explain.explanation import Explained, Explanation
+from . import keys
+from .context import condition_rows, store
 
 __all__ = ["reference_alignments", "reference_disagreement", "timed_views", "word_boundaries",
            "timestamp_errors", "timestamp_table", "head_selection", "heads_table", "disagreement_floor"]
@@ -54,7 +56,7 @@ def _alignment_record(profile: Profile, set_name: str, row: dict[str, Any]) -> d
                 out["spoken"], out["spoken_error"] = None, str(exc)
         return out
 
-    return pipeline.store(profile).fetch_json("alignments", f"{set_name}/{file_id(row['id'])}", params, compute)
+    return store(profile).fetch_json(*keys.alignment(set_name, row["id"]), params, compute)
 
 
 def _reference(rec: dict[str, Any]) -> tuple[str, Any]:
@@ -73,7 +75,7 @@ def reference_alignments(profile: Profile, cond: Condition, utt_ids: Sequence[st
     the timings the TTS engine reports, for real speech the alignment the recording ships with where
     there is one, else pocketsphinx's forced alignment (English); utterances with none are left out."""
     out = {}
-    for row in pipeline._rows(profile, cond):
+    for row in condition_rows(profile, cond):
         if utt_ids is not None and str(row["id"]) not in utt_ids:
             continue
         _, words = _reference(_alignment_record(profile, cond.dataset, row))
@@ -92,7 +94,7 @@ def reference_disagreement(profile: Profile, cond: Condition) -> Any:
     import pandas as pd
 
     rows = []
-    for row in pipeline._rows(profile, cond):
+    for row in condition_rows(profile, cond):
         rec = _alignment_record(profile, cond.dataset, row)
         name, ref = _reference(rec)
         if not (ref and rec["pocketsphinx"]) or name == "pocketsphinx":
@@ -146,8 +148,6 @@ def word_boundaries(e: Explanation, pairs: list[tuple[int, int]] | None, reducer
     to token by orders of magnitude, are z-scored per token first, so that no token's row
     dominates Whisper's per-position normalisation."""
     if pairs is None:  # not a distribution over positions like attention: each token's row z-scored first
-        from ..evaluate.compare import normalize
-
         maps = normalize(e.on_encoder_grid(None, reducer), "token_z")
     else:
         maps = np.stack([e.maps[l, h] for l, h in pairs])
@@ -155,7 +155,7 @@ def word_boundaries(e: Explanation, pairs: list[tuple[int, int]] | None, reducer
     return timestamps.word_times(e.tokens, starts, end=e.n_frames / 100.0)
 
 
-def timestamp_errors(profile: Profile, cond: Condition, items: Sequence[pipeline.Explained],
+def timestamp_errors(profile: Profile, cond: Condition, items: Sequence[Explained],
                      refs: dict[str, alignment.Words], extra_heads: dict[str, Sequence[tuple[int, int]]] | None = None
                      ) -> list[dict[str, Any]]:
     """Per explanation kind, view and utterance: the :func:`.timestamps.boundary_errors` of its word
@@ -191,7 +191,7 @@ def timestamp_table(profile: Profile, errors: Sequence[dict[str, Any]]) -> Any:
     return pd.DataFrame(rows)
 
 
-def head_selection(profile: Profile, cond: Condition, items: Sequence[pipeline.Explained],
+def head_selection(profile: Profile, cond: Condition, items: Sequence[Explained],
                    refs: dict[str, alignment.Words], corr: Any = None, kind: str = "CA",
                    target: str = "SM_H") -> dict[str, Any]:
     """Alignment heads for a checkpoint, chosen on half of the utterances and evaluated on the other
@@ -201,7 +201,7 @@ def head_selection(profile: Profile, cond: Condition, items: Sequence[pipeline.E
     * ``by timing``: the ``k`` heads with the smallest median start error on the choosing half
       (:func:`.timestamps.select_heads`; needs a reference);
     * ``by saliency``: the ``k`` heads whose maps correlate best with ``target`` over all
-      utterances (``corr``, a :class:`~.tables.CorrelationTable`; needs no reference at all);
+      utterances (``corr``, a :class:`~..evaluate.results.CorrelationTable`; needs no reference at all);
     * ``shipped``: the model's own alignment heads.
 
     Returns ``heads`` (name -> list of ``[layer, head]`` per fold, usable as

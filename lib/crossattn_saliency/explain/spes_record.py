@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import cache
+from ..core import files
 
 __all__ = ["SaliencyResult", "KINDS", "FORMAT"]
 
@@ -154,12 +154,12 @@ class SaliencyResult:
                 "token_ids": [int(t) for t in self.token_ids], "prompt_ids": [int(t) for t in self.prompt_ids],
                 "n_frames": int(self.n_frames), "occlusion_value": float(self.occlusion_value),
                 "n_segments": [int(n) for n in self.n_segments], "utt_id": self.utt_id, "info": self.info}
-        return cache.write_npz(path, meta, **arrays)
+        return files.write_npz(path, meta, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "SaliencyResult":
         """Read a file written by :meth:`save` (maps come back as float32)."""
-        arrays, meta = cache.read_npz(path)
+        arrays, meta = files.read_npz(path)
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path} is not a saliency result file (format {meta.get('format')!r})")
 

@@ -20,9 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .saliency_result import SaliencyResult
+from .spes_record import SaliencyResult
 from .spes import ForwardFn, Spes, SpesParams, SpesRun, encoder_units, occlusion_value, slic_levels
-from ..models.transcribe import teacher_forcing_inputs
+from ..models.decoding import teacher_forcing_inputs
 
 __all__ = ["WhisperSpes", "prepare", "spes_input", "spes_encoder", "recorded_params", "torch_dtype",
            "DTYPES", "ATTN", "AUTO_ATTN", "BACKENDS", "backend_available"]

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core import cache, config
+from ..core import config, files
 # the CTranslate2 reader; ModelError and CorruptModelFile are defined there (the lowest layer) and are
 # part of this module's API too: load_model raises them
 from .ct2 import SCALAR_SETTINGS, CorruptModelFile, ModelError, ct2_to_transformers_state, n_layers, read_ct2_model, unaccounted_variables
@@ -199,7 +199,7 @@ def convert_ct2_whisper(bin_parts: Sequence[Path], meta_dir: Path, out_dir: Path
         "mapped_tensors": len(state), "tied": ["proj_out.weight = model.decoder.embed_tokens.weight"],
         "converted_by": "crossattn_saliency.models.convert_ct2_whisper",
     }
-    with cache.atomic_path(out_dir) as tmp:
+    with files.atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
@@ -335,7 +335,7 @@ def load_model(name: str, dtype: str = "float32", device: str = "cpu") -> Loaded
     elif Path(name).expanduser().is_dir():
         path = Path(name).expanduser().resolve()
         if (path / "model.bin").is_file():  # a CTranslate2 Whisper folder: convert once
-            out = config.models_dir() / f"ct2-{cache.params_key({'path': str(path)})}"
+            out = config.models_dir() / f"ct2-{files.params_key({'path': str(path)})}"
             if not (out / "conversion_info.json").is_file():
                 convert_ct2_whisper([path / "model.bin"], path, out, source={"path": path.name})
             path = out
@@ -391,7 +391,7 @@ def ctranslate2_greedy(name: str, feats: np.ndarray, prompt_ids: Sequence[int], 
     parts, meta, _ = embedded_source(name)
     folder = config.models_dir() / f"{name}.ct2"
     if not (folder / "model.bin").is_file():
-        with cache.atomic_path(folder) as tmp:
+        with files.atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
             with open(tmp / "model.bin", "wb") as out:
                 for p in parts:

@@ -1,12 +1,9 @@
-"""Figures of the comparison: layer x head correlations, per-layer curves, deletion, reliability.
+"""Charts of the numbers: correlations per layer and head, deletion curves, reliability, timings, sensitivity.
 
-Every function takes data (numpy arrays, dicts of them, result objects) and an
-optional matplotlib ``ax``; it draws into that axis (or a new figure) and returns
-the figure. Nothing here saves or shows a figure: notebooks do that.
+Each function draws into ``ax`` (or a new figure) and returns the figure (:mod:`.figures`).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -17,18 +14,11 @@ from matplotlib.figure import Figure
 
 from ..evaluate.deletion import DeletionCurve
 from ..evaluate.reliability import reliability_at
+from .figures import axis
 
-__all__ = ["plot_sensitivity", "plot_agreement_matrix", "plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve",
-           "plot_spectrogram", "plot_token_map", "plot_spectrogram_and_maps", "plot_head_grid",
-           "plot_attention_summary", "plot_saliency_overlay", "plot_timing_errors", "plot_word_boundaries",
-           "save_figure"]
-
-
-def _axis(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
-        return fig, ax
-    return ax.figure, ax
+__all__ = ["plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve",
+           "plot_attention_summary", "plot_disattenuation_validation", "plot_timing_errors", "plot_sensitivity",
+           "plot_agreement_matrix"]
 
 
 def plot_layer_head_heatmap(rho: np.ndarray, ax: Axes | None = None, title: str | None = None,
@@ -64,7 +54,7 @@ def plot_layer_head_heatmap(rho: np.ndarray, ax: Axes | None = None, title: str 
     if r.ndim != 2:
         raise ValueError(f"rho must be layers x heads (2-D), got shape {r.shape}")
     n_layers, n_heads = r.shape
-    fig, ax = _axis(ax, (0.6 * n_heads + 2.5, 0.45 * n_layers + 1.5))
+    fig, ax = axis(ax, (0.6 * n_heads + 2.5, 0.45 * n_layers + 1.5))
     finite = r[np.isfinite(r)]
     lim = float(vmax) if vmax is not None else (float(np.abs(finite).max()) if finite.size else 1.0)
     lim = lim if lim > 0 else 1.0
@@ -110,7 +100,7 @@ def plot_rho_by_layer(rho_by_model: Mapping[str, np.ndarray], ax: Axes | None = 
     """
     if not rho_by_model:
         raise ValueError("rho_by_model is empty: pass at least one model's per-layer correlations")
-    fig, ax = _axis(ax, (5.0, 3.5))
+    fig, ax = axis(ax, (5.0, 3.5))
     for name, values in rho_by_model.items():
         v = np.asarray(values, dtype=np.float64)
         if v.ndim == 2 and v.shape[1] == 3:
@@ -154,7 +144,7 @@ def plot_deletion_curves(curves: Mapping[str, DeletionCurve | Sequence[DeletionC
     """
     if not curves:
         raise ValueError("curves is empty: pass at least one DeletionCurve")
-    fig, ax = _axis(ax, (5.0, 3.5))
+    fig, ax = axis(ax, (5.0, 3.5))
     for name, c in curves.items():
         group = [c] if isinstance(c, DeletionCurve) else list(c)
         x = group[0].percents
@@ -201,7 +191,7 @@ def plot_reliability_curve(measured: Mapping[str, tuple[Sequence[float], Sequenc
     """
     if not measured:
         raise ValueError("measured is empty: pass at least one (n_perturbations, reliability) series")
-    fig, ax = _axis(ax, (5.0, 3.5))
+    fig, ax = axis(ax, (5.0, 3.5))
     for name, (n, r) in measured.items():
         n = np.asarray(n, dtype=np.float64)
         r = np.asarray(r, dtype=np.float64)
@@ -221,129 +211,6 @@ def plot_reliability_curve(measured: Mapping[str, tuple[Sequence[float], Sequenc
     if title:
         ax.set_title(title)
     ax.legend(frameon=False, fontsize=7, loc="lower right")
-    return fig
-
-
-# --------------------------------------------------------------------------- maps over time
-
-FRAME_SECONDS = 0.01  # Whisper's feature hop
-
-
-def save_figure(fig: Figure, stem: "str | Path", formats: Sequence[str] = ("png", "pdf")) -> list[str]:
-    """Write ``<stem>.png`` and ``<stem>.pdf`` (the only helper here that writes files)."""
-    from pathlib import Path
-
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for fmt in formats:
-        path = stem.parent / f"{stem.name}.{fmt}"
-        # no creation date in PDFs: a rerun on unchanged inputs rewrites identical files
-        meta = {"CreationDate": None} if fmt == "pdf" else None
-        fig.savefig(path, dpi=150 if fmt == "png" else None, bbox_inches="tight", metadata=meta)
-        out.append(str(path))
-    return out
-
-
-def plot_spectrogram(features: np.ndarray, n_frames: int, ax: Axes | None = None,
-                     title: str | None = None) -> Figure:
-    """Log-mel spectrogram of the speech part.
-
-    ``features`` is ``mel x frames`` (Whisper's 80 x 3000); only the first ``n_frames``
-    (10 ms each) are drawn. x axis in seconds, y axis mel bin.
-    """
-    fig, ax = _axis(ax, (8, 2.2))
-    spec = features[:, :n_frames]
-    ax.imshow(spec, origin="lower", aspect="auto", cmap="magma",
-              extent=(0, n_frames * FRAME_SECONDS, 0, spec.shape[0]))
-    ax.set_ylabel("mel bin")
-    ax.set_xlabel("time (s)")
-    if title:
-        ax.set_title(title)
-    return fig
-
-
-def _token_labels(tokens: Sequence[str]) -> list[str]:
-    return [t.replace("\n", "\\n") if t.strip() else repr(t) for t in tokens]
-
-
-def plot_token_map(scores: np.ndarray, tokens: Sequence[str], seconds_per_position: float,
-                   ax: Axes | None = None, title: str | None = None, cmap: str = "viridis",
-                   colorbar_label: str | None = None) -> Figure:
-    """A ``tokens x positions`` map: one row per output token (text on the y axis),
-    time in seconds on the x axis (``seconds_per_position`` per column)."""
-    n_tok, n_pos = scores.shape
-    fig, ax = _axis(ax, (8, 0.25 * n_tok + 1.2))
-    im = ax.imshow(scores, aspect="auto", cmap=cmap, interpolation="nearest",
-                   extent=(0, n_pos * seconds_per_position, n_tok - 0.5, -0.5))
-    ax.set_yticks(range(n_tok))
-    ax.set_yticklabels(_token_labels(tokens), fontsize=7)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("output token")
-    if title:
-        ax.set_title(title)
-    if colorbar_label:
-        fig.colorbar(im, ax=ax, label=colorbar_label, pad=0.01)
-    return fig
-
-
-def scale_rows(m: np.ndarray) -> np.ndarray:
-    """Each row (token) of a ``tokens x positions`` map scaled to [0, 1] (min to max), so
-    that tokens with small scores stay visible next to tokens with large ones."""
-    m = np.asarray(m, dtype=np.float64)
-    lo, hi = m.min(axis=-1, keepdims=True), m.max(axis=-1, keepdims=True)
-    return np.divide(m - lo, hi - lo, out=np.zeros_like(m), where=hi > lo)
-
-
-def plot_spectrogram_and_maps(features: np.ndarray, n_frames: int, maps: Mapping[str, np.ndarray],
-                              tokens: Sequence[str], seconds_per_position: Mapping[str, float] | float,
-                              title: str | None = None, per_token: bool = False) -> Figure:
-    """The spectrogram above one or more ``tokens x positions`` maps sharing the time axis.
-
-    ``maps`` is an ordered dict name -> map (e.g. cross-attention, SM_X reduced,
-    SM_H); ``seconds_per_position`` gives each map's column width in seconds;
-    ``per_token`` scales every row to its own range (:func:`scale_rows`).
-    """
-    if per_token:
-        maps = {name: scale_rows(m) for name, m in maps.items()}
-    n_tok = len(tokens)
-    heights = [1.2] + [max(1.5, 0.18 * n_tok)] * len(maps)
-    fig, axes = plt.subplots(len(maps) + 1, 1, figsize=(9, sum(heights) + 0.6), sharex=True,
-                             gridspec_kw={"height_ratios": heights}, constrained_layout=True)
-    plot_spectrogram(features, n_frames, ax=axes[0], title=title)
-    axes[0].set_xlabel("")
-    for ax, (name, m) in zip(axes[1:], maps.items()):
-        sec = seconds_per_position if isinstance(seconds_per_position, (int, float)) else seconds_per_position[name]
-        plot_token_map(m, tokens, sec, ax=ax, title=name, colorbar_label=None)
-        ax.set_xlabel("")
-    axes[-1].set_xlabel("time (s)")
-    return fig
-
-
-def plot_head_grid(weights: np.ndarray, seconds_per_position: float, title: str | None = None,
-                   row_label: str = "layer", col_label: str = "head") -> Figure:
-    """Grid of ``layers x heads`` small maps; ``weights`` is ``layers x heads x tokens x positions``.
-
-    Each panel has its own colour scale (attention is sharp in some heads, diffuse in others).
-    """
-    n_l, n_h, n_tok, n_pos = weights.shape
-    fig, axes = plt.subplots(n_l, n_h, figsize=(1.6 * n_h + 0.5, 1.1 * n_l + 0.6), sharex=True, sharey=True,
-                             squeeze=False, constrained_layout=True)
-    ext = (0, n_pos * seconds_per_position, n_tok - 0.5, -0.5)
-    for l in range(n_l):
-        for h in range(n_h):
-            ax = axes[l, h]
-            ax.imshow(weights[l, h], aspect="auto", cmap="viridis", interpolation="nearest", extent=ext)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if l == 0:
-                ax.set_title(f"{col_label} {h}", fontsize=8)
-            if h == 0:
-                ax.set_ylabel(f"{row_label} {l}", fontsize=8)
-    fig.supxlabel(f"time (0 to {n_pos * seconds_per_position:.1f} s)", fontsize=9)
-    fig.supylabel("output tokens (top to bottom)", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -368,35 +235,6 @@ def plot_attention_summary(summary: Mapping[str, "object"], title: str | None = 
     return fig
 
 
-def plot_saliency_overlay(features: np.ndarray, n_frames: int, saliency: np.ndarray, tokens: Sequence[str],
-                          token_indices: Sequence[int], title: str | None = None) -> Figure:
-    """Spectrogram (grey) with SPES relevance overlaid, for some tokens and summed over tokens.
-
-    ``saliency`` is ``tokens x frames x mel`` (speech frames only); each panel shows
-    the per-token z-scored map, positive relevance only, on top of the spectrogram.
-    """
-    panels = [("all tokens (mean of z-scored maps)", None)] + [(f"token {i}: {tokens[i]!r}", i) for i in token_indices]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.7 * len(panels) + 0.4), sharex=True,
-                             squeeze=False, constrained_layout=True)
-    spec = features[:, :n_frames]
-    ext = (0, n_frames * FRAME_SECONDS, 0, spec.shape[0])
-    z = saliency - saliency.mean(axis=(1, 2), keepdims=True)
-    z = z / np.clip(saliency.std(axis=(1, 2), ddof=1, keepdims=True), 1e-12, None)
-    for ax, (label, i) in zip(axes[:, 0], panels):
-        m = z.mean(0) if i is None else z[i]
-        ax.imshow(spec, origin="lower", aspect="auto", cmap="gray", extent=ext)
-        over = np.ma.masked_less_equal(m.T, 0.0)
-        im = ax.imshow(over, origin="lower", aspect="auto", cmap="hot", alpha=0.75, extent=ext,
-                       vmin=0, vmax=float(np.nanpercentile(m, 99.5)) or 1.0)
-        ax.set_ylabel("mel")
-        ax.set_title(label, fontsize=9, loc="left")
-    fig.colorbar(im, ax=axes[:, 0].tolist(), label="relevance (z-score)", pad=0.01)
-    axes[-1, 0].set_xlabel("time (s)")
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
 def plot_disattenuation_validation(table: Any, ax: Axes | None = None) -> Figure:
     """The disattenuation check: per condition and reference, the disattenuated rho of the
     high-budget map (square, with its token-bootstrap 95% interval) and of the independent
@@ -405,7 +243,7 @@ def plot_disattenuation_validation(table: Any, ax: Axes | None = None) -> Figure
     ``table``: ``pipeline.disattenuation_validation`` frames, concatenated (a ``target``
     column tells the references apart).
     """
-    fig, ax = _axis(ax, (7.5, 1.2 + 0.6 * max(1, table.groupby(["condition", "target"]).ngroups)))
+    fig, ax = axis(ax, (7.5, 1.2 + 0.6 * max(1, table.groupby(["condition", "target"]).ngroups)))
     labels = []
     for y, ((cond, target), g) in enumerate(table.groupby(["condition", "target"], sort=False)):
         high = g[g["map"] == "high"].iloc[0]
@@ -430,7 +268,7 @@ def plot_timing_errors(errors: Mapping[str, np.ndarray], ax: Axes | None = None,
     errors above ``clip_ms`` drawn at ``clip_ms``); ``floor_ms``: a dashed line at the disagreement
     of two reference alignments, below which no error can be measured."""
     names = sorted(errors, key=lambda k: -np.median(errors[k]) if len(errors[k]) else 0.0)
-    fig, ax = _axis(ax, (7.5, 0.32 * len(names) + 1.4))
+    fig, ax = axis(ax, (7.5, 0.32 * len(names) + 1.4))
     data = [np.minimum(np.asarray(errors[k], dtype=np.float64), clip_ms) for k in names]
     ax.boxplot(data, vert=False, showfliers=True, widths=0.6, flierprops={"markersize": 2, "alpha": 0.4},
                medianprops={"color": "crimson"})
@@ -445,26 +283,6 @@ def plot_timing_errors(errors: Mapping[str, np.ndarray], ax: Axes | None = None,
     ax.set_xlabel(f"|word start - reference start| (ms; above {clip_ms:.0f} drawn at {clip_ms:.0f})")
     if title:
         ax.set_title(title, fontsize=9)
-    return fig
-
-
-def plot_word_boundaries(features: np.ndarray, n_frames: int,
-                         words: Mapping[str, Sequence[tuple[str, float, float]]], title: str | None = None) -> Figure:
-    """The spectrogram with the word boundaries of several sources drawn below it, one tier per
-    source (the reference first): each word a box from its start to its end, labelled."""
-    fig, axes = plt.subplots(len(words) + 1, 1, figsize=(10, 1.9 + 0.55 * len(words)), sharex=True,
-                             gridspec_kw={"height_ratios": [3] + [1] * len(words)}, constrained_layout=True)
-    plot_spectrogram(features, n_frames, ax=axes[0], title=title)
-    axes[0].set_xlabel("")
-    colours = plt.get_cmap("tab10")
-    for row, (ax, (name, ws)) in enumerate(zip(axes[1:], words.items())):
-        for k, (w, a, b) in enumerate(ws):
-            ax.axvspan(a, b, ymin=0.1, ymax=0.9, color=colours(row % 10), alpha=0.25 if k % 2 else 0.45)
-            ax.text((a + b) / 2, 0.5, w, ha="center", va="center", fontsize=6, clip_on=True)
-        ax.set_yticks([])
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
-        ax.set_xlim(0, n_frames * FRAME_SECONDS)
-    axes[-1].set_xlabel("time (s)")
     return fig
 
 
@@ -530,4 +348,3 @@ def plot_agreement_matrix(matrix: Any, ax: Axes | None = None, title: str | None
     if title:
         ax.set_title(title, fontsize=9)
     return fig
-

@@ -1,0 +1,195 @@
+"""Explanations through the store: every kind of every explained utterance, computed once (notebook 04).
+
+The kinds compute (:mod:`..explain.kinds`: pure functions of the model and the utterance); this
+module caches. :func:`record` is the one path from a kind to its stored record: the key from
+:mod:`.keys`, the parameters from the kind's ``settings``, the model prepared once per condition
+(:func:`engine`; a SPES backend admitted by its check first, :func:`admit_backend`), SM_X's
+perturbation passes shared with the sibling conditions of the same audio (ASR and translation of
+one clip: each mask encoded once). :func:`explain` turns the records of a condition's explained
+utterances into :class:`~..explain.explanation.Explained` objects.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ..core.config import Condition, Profile
+from ..explain import kinds
+from ..explain.explanation import Explained, Explanation
+from ..explain.kinds import Kind
+from ..models.decoding import Utterance
+from . import keys
+from .context import Context
+from .utterances import context_for, utterances
+
+__all__ = ["engine", "admit_backend", "record", "explanation", "spes_record", "spes_explanation", "explain",
+           "cross_attention", "convergence_runs"]
+
+
+def admit_backend(ctx: Context, utt: Utterance, ws: Any) -> Any:
+    """The stored :class:`~..explain.backends.BackendCheck` of the context's model, backend and
+    dtype (computed on ``utt`` the first time, and kept whichever utterance a later condition
+    starts with: one check per model); raises :class:`~..explain.backends.BackendRefused` if
+    unfaithful. Float32 PyTorch, the reference itself, needs no check (returns None)."""
+    from ..core.progress import say
+    from ..explain import backends
+
+    if (ws.backend, ws.dtype) == ("torch", "float32"):
+        return None
+    p = ctx.profile
+    params = {"n_perturbations": backends.CHECK_PERTURBATIONS, "seed": p.seed,
+              "min_mean": backends.MIN_MEAN, "min_token": backends.MIN_TOKEN, "device": p.device}
+
+    def compute() -> dict[str, Any]:
+        say(f"checking SPES backend {ws.backend} ({ws.dtype}) of {ctx.condition.model} against float32 PyTorch "
+            f"on {backends.CHECK_PERTURBATIONS} masks of {utt.utt_id} ...")
+        return backends.check(ctx.model.model, utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids,
+                              ws.backend, ws.dtype, p.device, backends.CHECK_PERTURBATIONS, p.spes_batch_size,
+                              p.seed, ctx.condition.model, prepared=ws).to_dict() | {"utterance": utt.utt_id}
+
+    rec = ctx.store.fetch_json(*keys.backend_check(ctx.condition.model_label, ws.backend, ws.dtype), params, compute)
+    result = backends.BackendCheck.from_dict(rec)
+    say(f"SPES backend {result.backend} ({result.dtype}) for {result.model}: maps vs float32 PyTorch Pearson "
+        f"{result.pearson_mean:.4f} per token (lowest {result.pearson_min:.4f}), {result.speedup:.1f}x as fast: "
+        f"{'admitted' if result.faithful else 'refused'}")
+    return backends.require(result)
+
+
+def engine(ctx: Context, kind: Kind, utt: Utterance | None = None) -> Any:
+    """What ``kind.compute`` takes: ``kind.prepare(model, profile)``, made once per context and
+    shared by kinds of the same ``engine`` name (SM_X and SM_H share one SPES engine, whose
+    backend is admitted on ``utt`` before its first use)."""
+    name = kind.engine or kind.name
+    if name not in ctx.prepared:
+        eng = kind.prepare(ctx.model, ctx.profile)
+        if kind.engine == "spes" and utt is not None:
+            admit_backend(ctx, utt, eng)
+        ctx.prepared[name] = eng
+    return ctx.prepared[name]
+
+
+def _defaults(kind: Kind, settings: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return kinds.SPES_DEFAULTS if kind.engine == "spes" and "backend" in settings else None
+
+
+def _pending_siblings(ctx: Context, kind: Kind, utt: Utterance, section: str,
+                      settings: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Sibling conditions (same model and audio) whose record of this utterance is not stored yet."""
+    if ctx.siblings is None or kind.compute_shared is None:
+        return []
+    out = []
+    for name, h in ctx.siblings(utt):
+        path = ctx.store.path(section, keys.utterance(name, utt.utt_id))
+        if not h.token_ids or ctx.store.status(path, settings, {"token_ids": [int(t) for t in h.token_ids]},
+                                                 _defaults(kind, settings)) == "valid":
+            continue
+        out.append((name, h))
+    return out
+
+
+def record(ctx: Context, kind: Kind, utt: Utterance, settings: Mapping[str, Any] | None = None,
+           section: str | None = None) -> Any:
+    """The stored record of ``kind`` for ``utt`` (computed and stored if missing or stale).
+
+    ``settings``: the record's parameters (default: ``kind.settings(profile, utt_id)``);
+    ``section``: another store section (default: the kind's own), for variants of a map
+    (notebooks 05 and 10); only the kind's own records share passes with sibling conditions.
+    """
+    p = ctx.profile
+    settings = dict(settings if settings is not None else kind.settings(p, utt.utt_id))
+    own = section is None
+    sec, key = keys.explanation(section or kind.store_section, ctx.condition.name, utt.utt_id)
+    defaults = _defaults(kind, settings)
+
+    def save(rec: Any, path: Any, settings: Mapping[str, Any] = settings) -> None:
+        kind.save(rec, path, settings)
+
+    def compute() -> Any:
+        eng = engine(ctx, kind, utt)
+        pending = _pending_siblings(ctx, kind, utt, sec, settings) if own else []
+        if not pending:
+            return kind.compute(eng, utt, settings, p)
+        # one pass per perturbation for this condition and its siblings on the same audio
+        rec, *others = kind.compute_shared(eng, utt, [h for _, h in pending], settings, p)
+        for (name, h), r in zip(pending, others):
+            ctx.store.fetch(sec, keys.utterance(name, utt.utt_id), settings, lambda r=r: r, save, kind.load,
+                            identity={"token_ids": [int(t) for t in h.token_ids]}, defaults=defaults)
+        return rec
+
+    return ctx.store.fetch(sec, key, settings, compute, save, kind.load, identity=kind.identity(utt),
+                           defaults=defaults)
+
+
+def explanation(ctx: Context, kind: Kind, utt: Utterance) -> Explanation:
+    """The :class:`~..explain.explanation.Explanation` of ``kind`` for ``utt``, from its stored record."""
+    return kind.explanation(record(ctx, kind, utt), utt, ctx.model)
+
+
+def spes_record(ctx: Context, utt: Utterance, grid: str, n_perturbations: int | None = None,
+                snapshots: tuple[int, ...] = (), purpose: str = "", run: str = "", seed_tag: str = "",
+                settings: Mapping[str, Any] | None = None) -> Any:
+    """The stored SPES record (:class:`~..explain.spes_record.SaliencyResult`) of one utterance:
+    SM_X for ``grid="input"``, else SM_H; the study's map by default, or a variant of it for
+    ``purpose`` (``"convergence"``, ``"validation"``, ``"sensitivity"``; :func:`.keys.spes_section`)
+    with ``n_perturbations``, ``snapshots``, an independent repeat (``seed_tag``: other masks) or
+    SPES's own ``settings`` changed (:func:`~..explain.kinds.spes_settings`)."""
+    kind = kinds.get("SM_X" if grid == "input" else "SM_H")
+    wanted = kinds.spes_settings(ctx.profile, grid, n_perturbations, snapshots, utt_id=utt.utt_id, seed_tag=seed_tag,
+                                 settings=settings)
+    section = keys.spes_section(grid, purpose, run) if purpose else None
+    return record(ctx, kind, utt, wanted, section)
+
+
+def spes_explanation(ctx: Context, utt: Utterance, name: str, res: Any) -> Explanation:
+    """A SPES record as the :class:`~..explain.explanation.Explanation` of kind ``name``."""
+    return kinds.spes_explanation(name)(res, utt, ctx.model)
+
+
+def explain(profile: Profile, cond: Condition, kind_names: Sequence[str] | None = None, n: int | None = None,
+            progress: bool = True, utts: list[Utterance] | None = None) -> list[Explained]:
+    """Every selected explanation kind (default: the profile's) for the first ``n`` explained
+    utterances (default: ``profile.saliency_utterances``), computed once and stored.
+
+    All kinds of one utterance explain the same tokens (checked).
+    """
+    from ..core.progress import bar as tqdm
+
+    selected = [kinds.get(k) for k in kind_names] if kind_names is not None else kinds.selected(profile)
+    n = profile.saliency_utterances if n is None else n
+    utts = utts if utts is not None else list(utterances(profile, cond, n, saliency=True))
+    ctx = context_for(profile, cond)
+    out = []
+    bar = tqdm(total=len(utts) * len(selected), desc=f"explain {cond.name}", unit="map", disable=not progress)
+    for u in utts:
+        maps = {}
+        for k in selected:
+            bar.set_postfix_str(f"{k.name} · {u.utt_id[-24:]}", refresh=False)
+            maps[k.name] = explanation(ctx, k, u)
+            bar.update()
+        out.append(Explained(u, maps))
+    bar.close()
+    return out
+
+
+def cross_attention(profile: Profile, cond: Condition, n: int | None = None,
+                    progress: bool = True, utts: list[Utterance] | None = None) -> list[Any]:
+    """Cross-attention records (:class:`~..explain.attention.CrossAttention`: layers x heads x
+    tokens x positions, with padding mass and entropy) of the first ``n`` utterances, from the
+    store; ``utts`` passes prepared utterances."""
+    from ..core.progress import bar as tqdm
+
+    ctx = context_for(profile, cond)
+    utts = utts if utts is not None else list(utterances(profile, cond, n))
+    kind = kinds.get("CA")
+    return [record(ctx, kind, u) for u in tqdm(utts, desc=f"cross-attention {cond.name}", disable=not progress,
+                                               unit="utt")]
+
+
+def convergence_runs(profile: Profile, cond: Condition, snapshots: tuple[int, ...] | None = None) -> list[Any]:
+    """Long SPES runs on the input (``profile.convergence_budget`` perturbations) with snapshots,
+    for the ``profile.convergence_utterances`` shortest explainable utterances (SaliencyResult)."""
+    budget = profile.convergence_budget
+    if snapshots is None:
+        snapshots = tuple(n for n in (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800) if n < budget)
+    utts = sorted(utterances(profile, cond, saliency=True), key=lambda u: u.n_frames)[:profile.convergence_utterances]
+    ctx = context_for(profile, cond)
+    return [spes_record(ctx, u, "input", budget, snapshots, purpose="convergence") for u in utts]
