@@ -217,7 +217,7 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
     for k in spes:
         e = exps[k]
         if e.design is not None:
-            nz = reliability.reference_noise(e.resample, e.design, cfg.reducer if e.grid == "input" else None,
+            nz = reliability.reference_noise(lambda **kw: e.resample_on_grid(cfg.reducer, **kw), e.design, None,
                                              cfg.normalization, cfg.reliability_splits, cfg.null_permutations,
                                              derive_seed(seed, utt_id, k, "noise"))
             e.provenance = e.provenance.with_info(reliability=float(nz.reliability))

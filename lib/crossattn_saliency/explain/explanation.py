@@ -219,6 +219,12 @@ class Explanation:
         maps = self.design.cell_maps(halves, scores)
         return tuple(m[: self.n_tokens] for m in maps)  # type: ignore[return-value]
 
+    def resample_on_grid(self, reducer: str, halves: np.ndarray | None = None,
+                         scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`resample` with every map on the comparison grid (``tokens x positions``;
+        input-grid maps reduced by ``reducer``, :func:`~..evaluate.grids.to_comparison_grid`)."""
+        return tuple(grids.to_comparison_grid(m, self.grid, reducer) for m in self.resample(halves, scores))  # type: ignore[return-value]
+
     def require_halves(self) -> tuple[np.ndarray, np.ndarray]:
         if self.halves is None:
             raise ValueError(f"{self.kind} is deterministic: it has no halves to estimate reliability from")

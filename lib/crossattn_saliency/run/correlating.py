@@ -53,16 +53,15 @@ def correlation(profile: Profile, cond: Condition, items: list[Explained], reduc
     rows = []
     for target in tnames:
         tmaps = [it[target] for it in items]
-        t_reduce = reducer if tmaps[0].grid == "input" else None
         noise = [reference_noise(profile, cond, it, target, reducer, normalization) for it in items]
-        red = [t.on_encoder_grid(None, reducer) for t in tmaps]
+        ref_maps = [t.on_encoder_grid(None, reducer) for t in tmaps]
         for name in names:
             first = items[0][name]
             for view in (views if (views is not None and first.layered) else first.views()):
                 emaps = [it[name].on_encoder_grid(view, reducer) for it in items]
-                pe = correlate.correlate(emaps, red, method="pearson", normalization=normalization,
+                pe = correlate.correlate(emaps, ref_maps, method="pearson", normalization=normalization,
                                        n_bootstrap=1, seed=profile.seed)
-                sp = correlate.correlate(emaps, red, method="spearman", normalization=normalization,
+                sp = correlate.correlate(emaps, ref_maps, method="spearman", normalization=normalization,
                                        n_bootstrap=1, seed=profile.seed)
                 cc = reliability.corrected_correlation(
                     pe.per_utterance, [nz.rho_null(e, normalization) for nz, e in zip(noise, emaps)],
@@ -71,7 +70,7 @@ def correlation(profile: Profile, cond: Condition, items: list[Explained], reduc
                 rows.append(CorrelationRow(
                     condition=cond.name, model=cond.model, set=cond.dataset, task=cond.task, kind=name,
                     view=view, n_layers=first.n_layers, target=target,
-                    reducer=t_reduce or "-", normalization=normalization, utterances=len(items),
+                    reducer=reducer if tmaps[0].grid == "input" else "-", normalization=normalization, utterances=len(items),
                     rho=cc.rho.value, rho_lo=cc.rho.lo, rho_hi=cc.rho.hi, rho_pooled=pe.pooled,
                     spearman=stats.fisher_mean(sp.per_utterance), reliability=cc.reliability,
                     ceiling=float(reliability.noise_ceiling(cc.reliability)) if np.isfinite(cc.reliability)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..core.config import Condition, Profile, derive_seed
-from ..evaluate import grids, reliability
+from ..evaluate import reliability
 from ..explain.explanation import Explained
 from . import keys
 from .context import store
@@ -28,36 +28,27 @@ def reference_noise(profile: Profile, cond: Condition, item: Explained, target: 
     split-half reliability over ``profile.reliability_splits`` random splits of its perturbations
     and under ``profile.null_permutations`` score permutations (the null), plus the null maps on
     the comparison grid (input-grid maps reduced by ``reducer``, default the profile's; normalized
-    by ``normalization``, default the profile's).
-
-    A reference stored without per-perturbation scores falls back to its one alternating split
-    with a null of 0 (a warning says so)."""
+    by ``normalization``, default the profile's)."""
     reducer = reducer or profile.reducer
     normalization = normalization or profile.normalization
     e = item[target]
-    red = reducer if e.grid == "input" else None
     if e.design is None:
-        import warnings
-
-        warnings.warn(f"{target} {item.utt.utt_id} kept no per-perturbation scores: reliability from one split, "
-                      "no null correction (recompute the map to correct it)", stacklevel=2)
-        a, b = e.require_halves()
-        r = reliability.split_half_reliability(a, b, red, normalization)
-        return reliability.ReferenceNoise(np.array([r]), np.array([0.0]),
-                                          (grids.to_comparison_grid(e.map(), e.grid, reducer),))
+        raise ValueError(f"{target} {item.utt.utt_id} kept no per-perturbation scores: its noise cannot be measured; "
+                         "recompute the map")
     seed = derive_seed(profile.seed, item.utt.utt_id, target, "noise")
-    params = {"target": target, "reducer": red, "normalization": normalization,
+    params = {"target": target, "reducer": reducer if e.grid == "input" else None, "normalization": normalization,
               "splits": profile.reliability_splits, "permutations": profile.null_permutations, "seed": seed,
               "reference": dict(e.provenance.params)}
 
     def compute() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        nz = reliability.reference_noise(e.resample, e.design, red, normalization, profile.reliability_splits,
-                                         profile.null_permutations, seed)
+        nz = reliability.reference_noise(lambda **kw: e.resample_on_grid(reducer, **kw), e.design, None, normalization,
+                                         profile.reliability_splits, profile.null_permutations, seed)
         return ({"r_half_splits": nz.r_half_splits, "r_half_null": nz.r_half_null,
                  "null_maps": np.stack(nz.null_maps).astype(np.float32)},
                 {"token_ids": [int(t) for t in e.token_ids]})
 
-    arrays, _ = store(profile).fetch_arrays(*keys.noise(target, cond.name, item.utt.utt_id, red, normalization),
+    arrays, _ = store(profile).fetch_arrays(*keys.noise(target, cond.name, item.utt.utt_id, params["reducer"],
+                                                       normalization),
                                             params, compute, identity={"token_ids": [int(t) for t in e.token_ids]})
     return reliability.ReferenceNoise(arrays["r_half_splits"], arrays["r_half_null"],
                                       tuple(np.asarray(m, dtype=np.float64) for m in arrays["null_maps"]))

@@ -142,11 +142,11 @@ class TokenBootstrap:
         if key not in self._noise:
             p, it = self.profile, self.items[j]
             e = it[name]
-            red = p.reducer if e.grid == "input" else None
             nz = reference_noise(p, self.cond, it, name, p.reducer, p.normalization)
             self._nulls[key] = [self._norm(m) for m in nz.null_maps]
             self._noise[key] = token_bootstrap.noise_moments(
-                e.resample, e.design, red, p.normalization, p.reliability_splits, p.null_permutations,
+                lambda **kw: e.resample_on_grid(p.reducer, **kw), e.design, None, p.normalization,
+                p.reliability_splits, p.null_permutations,
                 derive_seed(p.seed, it.utt.utt_id, name, "noise"))
         return self._noise[key]
 

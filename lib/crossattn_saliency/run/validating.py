@@ -53,12 +53,12 @@ def disattenuation_validation(profile: Profile, cond: Condition, target: str = "
     e = explanation(ctx, kinds.get(kind), utt).on_encoder_grid(view, profile.reducer)
     runs = [("high", base * factor, "validation high")] + [(f"repeat {i + 1}", base, f"validation {i + 1}")
                                                             for i in range(repeats)]
-    red = profile.reducer if grid == "input" else None
     rows = []
     for label, n, tag in bar(runs, desc=f"validation {target} {cond.name}", unit="map", disable=not progress):
         res = spes_record(ctx, utt, grid, n_perturbations=n, purpose="validation", run=tag, seed_tag=tag)
         ref = spes_explanation(ctx, utt, target, res)
-        nz = reliability.reference_noise(ref.resample, ref.design, red, profile.normalization,
+        nz = reliability.reference_noise(lambda **kw: ref.resample_on_grid(profile.reducer, **kw), ref.design, None,
+                                         profile.normalization,
                                          profile.reliability_splits, profile.null_permutations,
                                          derive_seed(profile.seed, utt.utt_id, target, tag, "noise"))
         d = reliability.single_map_disattenuation(e, ref.on_encoder_grid(None, profile.reducer), nz, profile.normalization,
