@@ -39,7 +39,7 @@ notebooks: setup ## run every numbered notebook in order through papermill
 
 nb: setup ## rerun one notebook from cached results, e.g. make nb NB=06 [SET='field=json ...']
 	@test -n "$(NB)" || (echo "usage: make nb NB=03 [PROFILE=default]"; exit 2)
-	$(PY) -m crossattn_saliency.app.run_notebook $(NB) --profile $(PROFILE) $(foreach s,$(SET),--set '$(s)') \
+	$(PY) -m crossattn_saliency.app.notebooks $(NB) --profile $(PROFILE) $(foreach s,$(SET),--set '$(s)') \
 	  $(if $(EXECUTOR),--set executor=$(EXECUTOR))
 
 test: setup ## the test suite (unit, integration on real models/audio, notebook smoke runs)

@@ -101,7 +101,7 @@ def test_a_rerun_from_the_store_rewrites_identical_files(tmp_path):
 
 
 def test_progress_bars_go_to_the_terminal_behind_a_kernel(monkeypatch, capfd):
-    """Under run_notebook the kernel's bars write to the real standard error (the terminal),
+    """Under app.notebooks the kernel's bars write to the real standard error (the terminal),
     with rate and time left; elsewhere they are tqdm.auto bars."""
     from crossattn_saliency.core import progress
 

@@ -19,7 +19,7 @@ from crossattn_saliency.present import report
 from crossattn_saliency.models import decoding
 from crossattn_saliency.explain.explanation import Explanation
 from crossattn_saliency.evaluate.views import View
-from crossattn_saliency.run.store import ResultStore
+from crossattn_saliency.run.store import ResultStore, read_meta
 
 KINDS = ("SM_X", "SM_H", "CA", "NormCA", "IxG_X", "IG_X", "IxG_H", "IG_H")
 
@@ -221,10 +221,10 @@ def test_asr_and_translation_of_the_same_audio_share_the_encoder_passes(tiny_pro
     eot = u.hyp.token_ids[-1]
     other = dataclasses.replace(u.hyp, token_ids=[int(t) for t in u.hyp.token_ids[:-1][::-1]] + [eot] * 2)
     ctx.siblings = lambda utt: [("sibling__toy__st", other)]
-    mine = explaining.spes_record(ctx, u, "input")
+    mine = explaining.spes_record(ctx, u, "input").replay(u.features)
     assert calls == [2]                                   # one run for both conditions
     path = ctx.store.path("saliency_x", f"sibling__toy__st/{keys.file_id(u.utt_id)}")
-    theirs = SaliencyResult.load(path)
+    theirs = SaliencyResult.load(path).replay(u.features)
     assert theirs.token_ids == other.token_ids and theirs.info["shared_by"] == 2
     explaining.spes_record(ctx, u, "input")
     assert calls == [2]                                   # both stored: nothing recomputed
@@ -301,6 +301,51 @@ def test_an_admitted_backend_is_checked_once_per_model_whichever_utterance_comes
     assert calls == [("torch", "bfloat16")] and len(items) == 2
     rec, = (config.cache_dir(good.name) / "backend_check").rglob("*.json")
     assert "utterance" not in json.loads(rec.read_text())["params"]
+
+
+def test_under_auto_a_refused_backend_falls_back_and_the_maps_are_the_fallback_s(tiny_profile, monkeypatch,
+                                                                                   tmp_path):
+    """``spes_backend="auto"``: a planted unfaithful backend (PyTorch bfloat16 here) is reported and
+    the next candidate (float32 PyTorch) used; its maps are those of a run that named float32 PyTorch."""
+    from crossattn_saliency.explain import backends, spes_whisper
+
+    cfg, cond = tiny_profile
+    calls = []
+
+    def fake_check(*a, **k):
+        calls.append(a[5:7])
+        return backends.BackendCheck(model=cond.model, backend=a[5], dtype=a[6], n_perturbations=64, n_tokens=3,
+                                     pearson_mean=0.9, pearson_min=0.5, seconds_reference=2.0, seconds_backend=1.0)
+
+    monkeypatch.setattr(backends, "check", fake_check)
+    monkeypatch.setattr(spes_whisper, "backend_available", lambda b: b != "openvino")
+    monkeypatch.setenv(config.ENV_ROOT, str(tmp_path / "auto"))
+    auto = cfg.with_overrides(dtype="bfloat16", spes_backend="auto")
+    assert backends.candidates("auto", "bfloat16") == [("torch", "bfloat16"), ("torch", "float32")]
+    got, = run.explain(auto, cond, ["SM_X"], n=1, progress=False)
+    assert calls == [("torch", "bfloat16")]
+    rec, = (config.cache_dir(auto.name) / "saliency_x").rglob("*.npz")
+    assert read_meta(rec)["params"]["dtype"] == "float32" and read_meta(rec)["params"]["backend"] == "torch"
+    run.explain(auto, cond, ["SM_X"], n=1, progress=False)              # the refusal is stored: no second check
+    assert calls == [("torch", "bfloat16")]
+    monkeypatch.setenv(config.ENV_ROOT, str(tmp_path / "named"))
+    want, = run.explain(cfg.with_overrides(dtype="float32", spes_backend="torch"), cond, ["SM_X"], n=1,
+                        progress=False)
+    np.testing.assert_array_equal(got["SM_X"].maps, want["SM_X"].maps)
+    assert calls == [("torch", "bfloat16")]                              # float32 PyTorch needs no check
+
+
+def test_auto_tries_every_backend_that_runs_here_then_float32_pytorch():
+    from crossattn_saliency.explain import backends, spes_whisper
+
+    cpu = backends.candidates("auto", "bfloat16", "cpu")
+    assert cpu[0] == (backends.resolve("auto", "cpu"), "bfloat16") and cpu[-1] == ("torch", "float32")
+    assert ("torch", "bfloat16") in cpu and len(set(cpu)) == len(cpu)
+    if spes_whisper.backend_available("openvino"):
+        assert [b for b, _ in cpu] == ["openvino", "inductor", "torch", "torch"]
+    assert backends.candidates("auto", "bfloat16", "cuda") == [("torch", "bfloat16"), ("torch", "float32")]
+    assert backends.candidates("auto", "float32", "cuda") == [("torch", "float32")]
+    assert backends.candidates("openvino", "bfloat16") == [("openvino", "bfloat16")]   # named: no fallback
 
 
 def test_backend_auto_resolves_to_an_installed_backend():

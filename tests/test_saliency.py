@@ -15,7 +15,7 @@ from scipy.stats import rankdata, spearmanr
 
 from crossattn_saliency.explain import backends
 from crossattn_saliency.explain import spes as sal
-from crossattn_saliency.explain.spes_record import SaliencyResult
+from crossattn_saliency.explain.spes_record import FORMAT, ReplayMismatch, SaliencyRecord, SaliencyResult, stored_scores
 from crossattn_saliency.explain.spes import MaskSampler, Spes, SpesParams, encoder_units, occlusion_value, slic_levels
 from crossattn_saliency.models.decoding import teacher_forcing_inputs
 from crossattn_saliency.explain.spes_whisper import WhisperSpes, spes_encoder, spes_input
@@ -444,7 +444,9 @@ def test_save_load_round_trip(tiny_whisper, utt, tmp_path):
                      SMALL, dtype="float32", snapshots=(8,), progress=False)
     assert sorted(res.snapshots) == [8]
     path = res.save(tmp_path / "r.npz")
-    back = SaliencyResult.load(path)
+    record = SaliencyResult.load(path)
+    assert isinstance(record, SaliencyRecord)
+    back = record.replay(utt["features"])
     for name in ("scores", "half_a", "half_b"):
         x, y = getattr(res, name), getattr(back, name)
         tol = 1e-3 * np.abs(x).reshape(len(x), -1).max(1)[:, None, None]
@@ -457,6 +459,43 @@ def test_save_load_round_trip(tiny_whisper, utt, tmp_path):
                                atol=1e-3 * np.abs(res.snapshots[8][0]).max())
 
 
+def test_a_stored_record_holds_no_map_and_replays_into_the_run_s_maps(tiny_whisper, utt, tmp_path):
+    from crossattn_saliency.core import files
+    from crossattn_saliency.explain.spes import SpesDesign
+
+    for fn in (spes_input, spes_encoder):
+        res = fn(tiny_whisper, utt["features"], utt["n_frames"], utt["prompt_ids"], utt["token_ids"],
+                 SMALL, dtype="float32", progress=False)
+        path = res.save(tmp_path / f"{fn.__name__}.npz")
+        arrays, meta = files.read_npz(path)
+        assert set(arrays) == {"perturbation_scores", "token_scale"} and meta["format"] == FORMAT
+        assert arrays["perturbation_scores"].dtype == np.float16
+        back = SaliencyResult.load(path).replay(utt["features"])
+        # the replayed maps are exactly the run's maps accumulated from its stored (float16) scores ...
+        f16 = stored_scores(arrays["perturbation_scores"], arrays["token_scale"])
+        want = SpesDesign(f16, list(res.n_segments), SMALL.p_occlude, SMALL.seed, list(res.labels)).cell_maps()
+        for x, y in zip((back.scores, back.half_a, back.half_b), want):
+            np.testing.assert_array_equal(x, y)
+        # ... on the run's own units, and within float16 rounding of the run's float32 maps
+        for a, b in zip(back.labels, res.labels):
+            np.testing.assert_array_equal(a, b)
+        for x, y in ((back.scores, res.scores), (back.half_a, res.half_a)):
+            np.testing.assert_allclose(x, y, atol=2e-3 * np.abs(y).max())
+
+
+def test_a_record_whose_units_do_not_replay_is_refused_with_the_cause(tiny_whisper, utt, tmp_path):
+    res = spes_input(tiny_whisper, utt["features"], utt["n_frames"], utt["prompt_ids"], utt["token_ids"],
+                     SMALL, dtype="float32", progress=False)
+    record = SaliencyResult.load(res.save(tmp_path / "r.npz"))
+    other = np.array(utt["features"], copy=True)
+    other[:, : utt["n_frames"]] = other[:, : utt["n_frames"]][:, ::-1]        # other audio, same length
+    with pytest.raises(ReplayMismatch, match="scikit-image.*make data"):
+        record.replay(other)
+    record.units["checksum"] = "0" * 64                                        # masks made otherwise
+    with pytest.raises(ReplayMismatch, match="checksum"):
+        record.replay(utt["features"])
+
+
 def _tiny_encoder_result(tiny_whisper, utt) -> SaliencyResult:
     """The run that wrote ``fixtures/saliency_result_v1.npz`` (before saliency.py was split)."""
     res = spes_encoder(tiny_whisper, utt["features"], utt["n_frames"], utt["prompt_ids"], utt["token_ids"],
@@ -465,47 +504,39 @@ def _tiny_encoder_result(tiny_whisper, utt) -> SaliencyResult:
     return res
 
 
-def test_result_file_written_before_the_split_still_loads_and_matches(tiny_whisper, utt, tmp_path):
-    old = SaliencyResult.load(FIXTURES / "saliency_result_v1.npz")
-    assert old.kind == "encoder" and old.utt_id == "u1" and old.scores.shape == (5, 45)
-    assert old.params == {**SMALL.to_dict(), "kind": "encoder", "dtype": "float32", "snapshots": [8]}
-    assert sorted(old.snapshots) == [8] and old.n_segments == [45]
-    # the same run today draws the same masks: the same counts exactly. Its maps are not compared:
-    # the tiny random model's KL scores are float32 rounding (mean 5e-8 on the AVX2 CPU that wrote
-    # the file, 2e-9 on an AMX CPU), so they carry nothing to compare across machines; equal maps for
-    # equal masks are tested on planted models (batch-size and shared-encoder tests)
-    new = _tiny_encoder_result(tiny_whisper, utt)
-    np.testing.assert_array_equal(new.counts, old.counts)
-    np.testing.assert_array_equal(new.half_counts, old.half_counts)
-    for name in ("scores", "half_a", "half_b"):
-        x, y = getattr(new, name), getattr(old, name)
-        assert x.shape == y.shape and x.dtype == y.dtype and np.isfinite(x).all(), name
-    # and today's file has the same format: the old arrays with the same names and dtypes, the same
-    # metadata, plus the per-perturbation scores and units (which the old file lacks: no design)
+def test_a_result_file_of_the_older_format_is_refused_and_recomputed_by_the_store(tiny_whisper, utt, tmp_path):
     from crossattn_saliency.core import files
+    from crossattn_saliency.run.store import ParamsMismatch, ResultStore
 
-    assert not old.has_design and new.has_design
+    old_path = FIXTURES / "saliency_result_v1.npz"
+    arrays_old, meta_old = files.read_npz(old_path)
+    assert meta_old["format"] == "crossattn_saliency.SaliencyResult/1" and "perturbation_scores" not in arrays_old
     with pytest.raises(ValueError, match="recompute it"):
-        old.design()
-    new.info = old.info
-    arrays_new, meta_new = files.read_npz(new.save(tmp_path / "u1.npz"))
-    arrays_old, meta_old = files.read_npz(FIXTURES / "saliency_result_v1.npz")
-    assert meta_new == meta_old and meta_new["format"] == "crossattn_saliency.SaliencyResult/1"
-    assert {k: v.dtype for k, v in arrays_new.items() if k in arrays_old} == \
-        {k: v.dtype for k, v in arrays_old.items()}
-    assert set(arrays_new) - set(arrays_old) == {"perturbation_scores", "labels0"}
-    for k in ("counts", "half_counts"):
-        np.testing.assert_array_equal(arrays_new[k], arrays_old[k])
-    # the result store accepts the old file as a valid record (same params and tokens: no recomputation)
-    from crossattn_saliency.run.store import ResultStore
-
-    store = ResultStore(tmp_path / "store", on_mismatch="error")
-    path = store.path("saliency_h", "cond/u1")
-    path.parent.mkdir(parents=True)
-    path.write_bytes((FIXTURES / "saliency_result_v1.npz").read_bytes())
-    got = store.fetch("saliency_h", "cond/u1", old.params, lambda: pytest.fail("recomputed"),
-                      lambda obj, p: obj.save(p), SaliencyResult.load, identity={"token_ids": old.token_ids})
-    np.testing.assert_array_equal(got.counts, old.counts)
+        SaliencyResult.load(old_path)
+    # the same run today draws the same masks as the run that wrote the old file: the same counts
+    # exactly (its maps are float32 rounding on a tiny random model: nothing to compare across machines)
+    new = _tiny_encoder_result(tiny_whisper, utt)
+    assert new.params == {**SMALL.to_dict(), "kind": "encoder", "dtype": "float32", "snapshots": [8]}
+    assert new.params == meta_old["params"] and new.token_ids == meta_old["token_ids"]
+    np.testing.assert_array_equal(new.counts, arrays_old["counts"])
+    np.testing.assert_array_equal(new.half_counts, arrays_old["half_counts"])
+    # the store sees the old file as stale by its format (same params and tokens) and recomputes it
+    identity = {"token_ids": new.token_ids, "format": FORMAT}
+    for mode in ("error", "recompute"):
+        store = ResultStore(tmp_path / mode, on_mismatch=mode)
+        path = store.path("saliency_h", "cond/u1")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(old_path.read_bytes())
+        if mode == "error":
+            with pytest.raises(ParamsMismatch, match="format"):
+                store.fetch("saliency_h", "cond/u1", new.params, lambda: new, lambda obj, p: obj.save(p),
+                            SaliencyResult.load, identity=identity)
+            continue
+        with pytest.warns(UserWarning, match="SaliencyResult/1"):
+            got = store.fetch("saliency_h", "cond/u1", new.params, lambda: new, lambda obj, p: obj.save(p),
+                              SaliencyResult.load, identity=identity)
+        assert store.written == [str(path)]
+        np.testing.assert_array_equal(got.replay(utt["features"]).counts, new.counts)
 
 
 def test_engine_does_not_import_the_whisper_layers():
@@ -592,11 +623,14 @@ def test_whisper_result_keeps_its_design_through_save_and_load(tiny_whisper, utt
     for fn in (spes_input, spes_encoder):
         res = fn(tiny_whisper, utt["features"], utt["n_frames"], utt["prompt_ids"], utt["token_ids"],
                  SMALL, dtype="float32", progress=False)
-        back = SaliencyResult.load(res.save(tmp_path / f"{fn.__name__}.npz"))
+        back = SaliencyResult.load(res.save(tmp_path / f"{fn.__name__}.npz")).replay(utt["features"])
         assert back.has_design and back.perturbation_scores.shape == (SMALL.n_perturbations, 5)
         full, a, b = back.design().cell_maps()
-        for x, y in ((full, res.scores), (a, res.half_a), (b, res.half_b)):
-            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6 * np.abs(y).max())
+        for x, y in ((full, back.scores), (a, back.half_a), (b, back.half_b)):
+            np.testing.assert_array_equal(x, y)
+        # the stored scores are float16 per token scale: 3 significant digits of the run's own
+        np.testing.assert_allclose(back.perturbation_scores, res.perturbation_scores, rtol=0,
+                                   atol=6e-4 * np.abs(res.perturbation_scores).max())
 
 
 def test_shared_encoder_maps_equal_separate_runs(tiny_whisper, utt):

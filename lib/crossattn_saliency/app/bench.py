@@ -162,7 +162,7 @@ def shared_encoder_cost(name: str, audio: np.ndarray, n_perturbations: int = 32,
                         device: str = "cpu", dtype: str = "float32", counts: Sequence[int] = (1, 2, 3),
                         seed: int = 0) -> dict[str, Any]:
     """Cost of SM_X for ``k`` conditions on one audio with shared encoder passes
-    (:meth:`~.whisper_spes.WhisperSpes.input_shared`), for each ``k`` in ``counts``.
+    (:meth:`~..explain.spes_whisper.WhisperSpes.input_shared`), for each ``k`` in ``counts``.
 
     The ``k`` hypotheses are copies of the model's greedy hypothesis (the cost of a decoder
     pass depends on the number of tokens, not on which they are). Reports the loop seconds per

@@ -168,7 +168,7 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
     from ..explain import kinds as K
     from ..models import decoding, loading
     from ..run.context import Context
-    from ..run.explaining import explanation
+    from ..run.explaining import explanation, spes_profile
     from ..run.store import ResultStore
 
     if task not in ("transcribe", "translate"):
@@ -213,6 +213,8 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
     if spes and progress:
         say(f"{name}: {n_frames / 100:.1f} s, {len(token_ids)} tokens; SPES budgets SM_X {cfg.spes_perturbations}, "
             f"SM_H {cfg.spes_h_perturbations} ({', '.join(spes)})")
+    # the SPES backend is admitted (or, under spes_backend="auto", fallen back from) before any long work
+    spes_cfg = spes_profile(ctx, utt) if spes else cfg
     exps = {k: explanation(ctx, K.get(k), utt) for k in kinds}
     for k in spes:
         e = exps[k]
@@ -224,7 +226,7 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
     info = {"name": name, "model": model, "task": task, "language": language, "forced": forced, "profile": profile,
             "seed": seed, "beam_size": cfg.beam_size, "reducer": cfg.reducer, "normalization": cfg.normalization,
             "spes_perturbations": cfg.spes_perturbations, "spes_h_perturbations": cfg.spes_h_perturbations,
-            "spes_dtype": cfg.spes_dtype, "kinds": list(kinds), "seconds": round(time.perf_counter() - t0, 1)}
+            "spes_dtype": spes_cfg.spes_dtype, "spes_backend": spes_cfg.spes_backend, "kinds": list(kinds), "seconds": round(time.perf_counter() - t0, 1)}
     return Explained(utt, exps, info)
 
 
@@ -267,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.figure:
         from ..present import figures
 
-        fig = res.figure()
+        fig = figure(res)
         stem = Path(a.figure)
         written = figures.save_figure(fig, stem.with_suffix(""), formats=(stem.suffix.lstrip(".") or "png",))
         print(f"wrote {', '.join(written)}")

@@ -1,4 +1,4 @@
-"""Run one numbered notebook through papermill: ``python -m crossattn_saliency.run_notebook 03``.
+"""Run one numbered notebook through papermill: ``python -m crossattn_saliency.app.notebooks 03``.
 
 The executed copy (with its outputs) is written to ``results/notebooks/`` for the
 default profile and under ``results/profiles/<profile>/notebooks/`` otherwise.

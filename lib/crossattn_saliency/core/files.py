@@ -70,7 +70,7 @@ def write_npz(path: str | os.PathLike, meta: Mapping[str, Any] | None = None, **
         json.dumps(dict(meta or {}), sort_keys=True, default=_json_default).encode(), dtype=np.uint8)
     with atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **payload)
+            np.savez_compressed(fh, **payload)
     return path
 
 

@@ -4,7 +4,7 @@ Inside a notebook run by ``make reproduce`` / ``make nb`` (papermill), a ``tqdm.
 becomes a widget or a stream in the executed notebook: the terminal shows nothing for the
 minutes a SPES loop takes. :func:`bar` returns a ``tqdm`` bar that writes to the process's
 real standard error when the environment variable :data:`ENV` is ``"terminal"`` (set by
-:mod:`.run_notebook` for the kernel it starts, whose standard error is the terminal's), and a
+:mod:`..app.notebooks` for the kernel it starts, whose standard error is the terminal's), and a
 ``tqdm.auto`` bar otherwise (JupyterLab, scripts, tests). The bars show the rate
 (perturbations/s, utterances/s), ``i of n`` and the estimated time left.
 """

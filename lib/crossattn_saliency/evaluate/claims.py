@@ -53,7 +53,7 @@ def _combine(per_condition: dict[str, str]) -> str:
 
 
 def _row_estimate(row: Any, corrected: bool, min_utterances: int) -> Any:
-    """A correlation row as an :class:`~.verdicts.Estimate`: the disattenuated value where the
+    """A correlation row as an :class:`~.stats.Estimate`: the disattenuated value where the
     reference is reliable enough (``corrected``), else the null-corrected rho without interval."""
     nan = float("nan")
     few = row.utterances < min_utterances  # no interval below the minimum, whatever the row carries
@@ -78,7 +78,7 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
     mixing : :class:`~.tables.MixingRow` objects of ``kind``, view "all layers".
     deletion : :class:`~.tables.DeletionTable`.
     reducers : frame with ``condition``, ``reducer``, ``rho``, ``auc``.
-    quality : ``pipeline.quality_table`` output.
+    quality : ``run.quality_table`` output.
     kind : the attention kind the claims are about (the study: plain cross-attention).
     n_bootstrap, seed, min_utterances : as in the profile.
     disattenuation_ok : the outcome of notebook 05's check (``None``: not run). ``False``:

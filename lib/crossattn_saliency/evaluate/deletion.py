@@ -175,7 +175,7 @@ def deletion_curve(features: np.ndarray, n_frames: int, score_map: np.ndarray,
     score_map : np.ndarray
         Ranking of the speech part, ``frames x mel`` (n_frames x F; note the transposed
         layout relative to ``features``). For encoder-grid maps use
-        :func:`compare.expand_to_input_grid` first.
+        :func:`~.grids.expand_to_input_grid` first.
     decode_fn : callable
         ``decode_fn(features mel x frames_total) -> text``.
     reference : str
@@ -213,7 +213,7 @@ def deletion_curve(features: np.ndarray, n_frames: int, score_map: np.ndarray,
         raise ValueError(
             f"score_map has shape {score.shape} but must be frames x mel = ({n_frames}, {n_mel}) for features "
             f"of shape {feats.shape}; transpose it, or expand encoder-grid maps with "
-            "compare.expand_to_input_grid")
+            "grids.expand_to_input_grid")
     if not step > 0:
         raise ValueError(f"step must be positive, got {step}")
     if not reference.strip():

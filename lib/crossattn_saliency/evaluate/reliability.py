@@ -74,7 +74,7 @@ def split_half_reliability(half_a: np.ndarray, half_b: np.ndarray, reducer: str 
         Reducer (a key of :data:`.grids.REDUCERS`) applied to each half first, exactly
         as in the comparison; ``None`` compares the maps as given.
     normalization : str
-        Normalization (a key of :data:`compare.NORMALIZERS`), as in the comparison.
+        Normalization (a key of :data:`~.correlate.NORMALIZERS`), as in the comparison.
     factor : int
         Encoder time subsampling, for the reducer.
     method : str
@@ -314,7 +314,7 @@ class CorrectedCorrelation:
     Per utterance (``utterances``): ``rho``, ``rho_null``, ``rho_corrected``
     (:func:`chance_corrected`), ``r_half`` (mean over random splits), ``r_half_null``,
     ``reliability`` (corrected, clipped, Spearman-Brown). Set level
-    (:class:`~.verdicts.Estimate`, Fisher z means; an interval only from
+    (:class:`~.stats.Estimate`, Fisher z means; an interval only from
     ``MIN_UTTERANCES`` utterances on): ``rho``, ``rho_corrected``,
     ``disattenuated`` = Fisher mean of ``rho_corrected`` / sqrt(mean ``reliability``)
     (NaN, "not estimable", where the mean reliability is below ``floor``).

@@ -1,9 +1,9 @@
 """Typed results of the comparison steps, each with ``to_frame()``.
 
-Functions of :mod:`.pipeline` return these objects; notebooks show and save their
+Functions of :mod:`..run` return these objects; notebooks show and save their
 frames, and later steps (the report) take the objects themselves: no table is read
 back from CSV to rebuild what a function already returned. Views stay typed
-(:class:`~.explanations.View`; ``layer``/``head`` columns are 1-based integers).
+(:class:`~.views.View`; ``layer``/``head`` columns are 1-based integers).
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def row_moments(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ``a``, ``b``: equally shaped ``tokens x positions`` maps (already reduced and normalized
     as in the comparison). Returns ``tokens x 6``: cells, sum a, sum b, sum ab, sum a^2,
     sum b^2 of each row; :func:`pooled_pearson` with unit weights gives
-    ``compare.correlation(a, b)``.
+    ``correlate.correlation(a, b)``.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

@@ -1,6 +1,6 @@
 """Backends of SPES's perturbation passes, and the check that admits one for results.
 
-A backend (:data:`~.whisper_spes.BACKENDS`) is how the encoder of a perturbation pass
+A backend (:data:`~.spes_whisper.BACKENDS`) is how the encoder of a perturbation pass
 runs: eager PyTorch, ``torch.compile`` (inductor, frozen weights, static shapes) or
 OpenVINO (the encoder converted once with ``openvino.convert_model``). The decoder always
 runs in PyTorch. Faster is only useful if the maps stay the maps: :func:`check` runs SPES
@@ -79,7 +79,7 @@ class BackendCheck:
 def resolve(backend: str, device: str = "cpu") -> str:
     """The backend a profile's ``spes_backend`` names here: ``"auto"`` is ``"openvino"`` on a CPU
     where the ``openvino`` package is installed, ``"torch"`` elsewhere; other names as they are
-    (checked against :data:`~.whisper_spes.BACKENDS`)."""
+    (checked against :data:`~.spes_whisper.BACKENDS`)."""
     from .spes_whisper import BACKENDS, backend_available
 
     if backend == "auto":
@@ -120,8 +120,8 @@ def check(model: Any, features: np.ndarray, n_frames: int, prompt_ids: Sequence[
     ----------
     model : ``WhisperForConditionalGeneration`` (copied, never changed).
     features, n_frames, prompt_ids, token_ids : one utterance (``mel x frames`` features, speech
-        frames, decoder prompt, hypothesis), as for :func:`~.whisper_spes.spes_input`.
-    prepared : an already prepared :class:`~.whisper_spes.WhisperSpes` of ``backend`` / ``dtype``
+        frames, decoder prompt, hypothesis), as for :func:`~.spes_whisper.spes_input`.
+    prepared : an already prepared :class:`~.spes_whisper.WhisperSpes` of ``backend`` / ``dtype``
         (reused, so the backend is compiled once).
     """
     from .spes import SpesParams
@@ -148,10 +148,35 @@ def check(model: Any, features: np.ndarray, n_frames: int, prompt_ids: Sequence[
 def require(result: BackendCheck) -> BackendCheck:
     """``result`` if the backend is faithful, else :class:`BackendRefused` naming the numbers and the fix."""
     if not result.faithful:
+        fix = ("set the profile's dtype='float32', or spes_backend='auto' to fall back to the next faithful backend"
+               if result.backend == "torch" else
+               "set the profile's spes_backend='auto' (falls back to the next faithful backend), "
+               "spes_backend='torch', or dtype='float32'")
         raise BackendRefused(
             f"SPES backend {result.backend!r} in {result.dtype} is not faithful for {result.model or 'this model'}: "
             f"its maps correlate with float32 PyTorch's on the same {result.n_perturbations} masks at "
             f"{result.pearson_mean:.4f} per token on average (needs >= {MIN_MEAN}) and {result.pearson_min:.4f} "
-            f"for the worst token (needs >= {MIN_TOKEN}). Set the profile's spes_backend='torch' or "
-            "dtype='float32'.")
+            f"for the worst token (needs >= {MIN_TOKEN}). To go on, {fix}.")
     return result
+
+
+#: the backends ``spes_backend="auto"`` tries on a CPU, in order, each in the profile's dtype; float32
+#: PyTorch (the reference, never refused) comes last
+AUTO_ORDER = ("openvino", "inductor", "torch")
+
+
+def candidates(backend: str, dtype: str, device: str = "cpu") -> list[tuple[str, str]]:
+    """The ``(backend, dtype)`` pairs a run tries for SPES, in order, until one is admitted.
+
+    A named ``backend`` is the only candidate (a refusal stops the run). ``"auto"`` starts at
+    :func:`resolve`'s choice and falls back through the rest of :data:`AUTO_ORDER` that can run
+    here (OpenVINO only on a CPU), in ``dtype``, then to float32 PyTorch."""
+    from .spes_whisper import backend_available
+
+    first = resolve(backend, device)
+    if backend != "auto":
+        return [(first, dtype)]
+    cpu = str(device).startswith("cpu")
+    order = AUTO_ORDER[AUTO_ORDER.index(first):] if cpu else ("torch",)
+    out = [(b, dtype) for b in order if backend_available(b)] + [("torch", "float32")]
+    return list(dict.fromkeys(out))

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..core import files
 from .explanation import Explanation, Provenance
+from .spes_record import FORMAT as SPES_FORMAT
 
 if TYPE_CHECKING:
     from ..core.config import Profile
@@ -91,8 +92,15 @@ class Kind:
     load: Callable[[Any], Any] = Explanation.load
     #: store section of its records (``run.keys.SECTIONS``; default: the kind's own ``explanations/<name>``)
     section: str = ""
-    #: the record's top-level metadata that must match the utterance (e.g. the explained token ids)
-    identity: Callable[["Utterance"], dict[str, Any]] = lambda utt: {"token_ids": [int(t) for t in utt.hyp.token_ids]}
+    #: the record's ``format`` tag, where it has one: a stored record of another format is stale (recomputed)
+    record_format: str = ""
+
+    def identity_of(self, token_ids: Any) -> dict[str, Any]:
+        """The metadata a stored record of these explained tokens must carry to be reused."""
+        out: dict[str, Any] = {"token_ids": [int(t) for t in token_ids]}
+        if self.record_format:
+            out["format"] = self.record_format
+        return out
 
     @property
     def store_section(self) -> str:
@@ -258,10 +266,15 @@ def spes_compute_shared(ws: Any, utt: "Utterance", others: list[Any], settings: 
 
 
 def spes_explanation(name: str) -> Callable[[Any, "Utterance", "LoadedModel"], Explanation]:
-    """A stored SPES record as the :class:`~.explanation.Explanation` of kind ``name``."""
+    """A stored SPES record (:class:`~.spes_record.SaliencyRecord`, replayed on the utterance's
+    features) or a :class:`~.spes_record.SaliencyResult` as the :class:`~.explanation.Explanation`
+    of kind ``name``."""
     def explanation(res: Any, utt: "Utterance", loaded: "LoadedModel") -> Explanation:
         from ..models.decoding import token_strings
+        from .spes_record import SaliencyRecord
 
+        if isinstance(res, SaliencyRecord):
+            res = res.replay(utt.features)
         return Explanation.from_hypothesis(
             name, utt.utt_id, res.token_ids, token_strings(loaded, res.token_ids), res.kind, res.scores,
             res.n_frames, halves=(res.half_a, res.half_b), eot_id=loaded.special_ids["eot"],
@@ -272,9 +285,9 @@ def spes_explanation(name: str) -> Callable[[Any, "Utterance", "LoadedModel"], E
 
 
 def _spes_load(path: Any) -> Any:
-    from .spes_record import SaliencyResult
+    from .spes_record import SaliencyRecord
 
-    return SaliencyResult.load(path)
+    return SaliencyRecord.load(path)
 
 
 # --------------------------------------------------------------------------- gradient kinds
@@ -328,12 +341,12 @@ register(Kind("SM_X", "SPES saliency on the input", "input", spes_compute,
               lambda p, utt_id=None: spes_settings(p, "input", utt_id=utt_id), reference=True, stochastic=True,
               description="SPES: occluded multi-scale SLIC segments of the log-mel input, KL score",
               explanation=spes_explanation("SM_X"), prepare=_spes_prepare, save=_record_save, load=_spes_load,
-              section="saliency_x", engine="spes", compute_shared=spes_compute_shared))
+              record_format=SPES_FORMAT, section="saliency_x", engine="spes", compute_shared=spes_compute_shared))
 register(Kind("SM_H", "SPES saliency on the encoder output", "encoder", spes_compute,
               lambda p, utt_id=None: spes_settings(p, "encoder", utt_id=utt_id), reference=True, stochastic=True,
               description="SPES: occluded single encoder positions, decoder only, KL score",
               explanation=spes_explanation("SM_H"), prepare=_spes_prepare, save=_record_save, load=_spes_load,
-              section="saliency_h", engine="spes"))
+              record_format=SPES_FORMAT, section="saliency_h", engine="spes"))
 register(Kind("CA", "cross-attention", "encoder", _attention_compute("plain"), _attention_settings({}), layered=True,
               description="softmax(QK^T / sqrt(d)) of every decoder layer and head, raw weights on speech positions",
               explanation=_attention_explanation("CA"), save=_record_save, load=_attention_load, section="attention"))

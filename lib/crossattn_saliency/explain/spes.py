@@ -20,8 +20,8 @@ SLIC superpixels of a spectrogram (:func:`slic_levels`) and runs of encoder
 positions (:func:`encoder_units`), plus the silence value of Whisper-style
 log-mel features (:func:`floor_value`).
 
-The Whisper adapter lives in :mod:`crossattn_saliency.whisper_spes`, the result
-type in :mod:`crossattn_saliency.saliency_result`; the pipeline stores results
+The Whisper adapter lives in :mod:`.spes_whisper`, the result
+type in :mod:`.spes_record`; the pipeline stores results
 through :mod:`crossattn_saliency.store`.
 
 Masks and reproducibility

@@ -9,7 +9,7 @@ input log-mel spectrogram, ``mel x frames`` = 80 x 3000) and decoder only for SM
 teacher-forced on ``prompt + tokens[:-1]``
 (:func:`crossattn_saliency.transcribe.teacher_forcing_inputs`).
 :func:`spes_input` and :func:`spes_encoder` are the one-call entry points; both
-return a :class:`crossattn_saliency.saliency_result.SaliencyResult`.
+return a :class:`~.spes_record.SaliencyResult`.
 """
 from __future__ import annotations
 

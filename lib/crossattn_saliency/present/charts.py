@@ -240,7 +240,7 @@ def plot_disattenuation_validation(table: Any, ax: Axes | None = None) -> Figure
     high-budget map (square, with its token-bootstrap 95% interval) and of the independent
     low-budget repeats (dots).
 
-    ``table``: ``pipeline.disattenuation_validation`` frames, concatenated (a ``target``
+    ``table``: ``run.disattenuation_validation`` frames, concatenated (a ``target``
     column tells the references apart).
     """
     fig, ax = axis(ax, (7.5, 1.2 + 0.6 * max(1, table.groupby(["condition", "target"]).ngroups)))

@@ -176,7 +176,7 @@ class TokenBootstrap:
 
     def estimate(self, explanation: str, reference: str, view: View | None = None, noisy_explanation: bool = False,
                  raw: bool = False) -> Any:
-        """:meth:`replicates` as a :class:`~.verdicts.Estimate` with its 95% percentile interval."""
+        """:meth:`replicates` as a :class:`~..evaluate.stats.Estimate` with its 95% percentile interval."""
         return token_bootstrap.replicate_interval(self.replicates(explanation, reference, view, noisy_explanation, raw),
                                               f"tokens resampled within each of {len(self.items)} utterance(s)",
                                               len(self.items))
