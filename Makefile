@@ -11,7 +11,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data reproduce notebooks nb test test-fast bench lab clean distclean
+.PHONY: help setup data reproduce adopt figures notebooks nb test test-fast bench lab clean distclean
 
 help: ## this menu
 	@echo "Targets (PROFILE=$(PROFILE); set PROFILE=smoke|default|paper):"
@@ -30,7 +30,20 @@ data: setup ## build the test sets of PROFILE (system packages via data/install_
 	bash data/install_system_deps.sh
 	$(PY) -m crossattn_saliency.data build --profile $(PROFILE)
 
-reproduce: setup data notebooks ## everything: setup, data, every notebook in order (PROFILE=default)
+reproduce: setup data ## recompute everything from the audio into results/reproduced/PROFILE, then compare with the reference
+	rm -f results/reproduced/$(PROFILE)/cache/$(PROFILE)/reads.log
+	CROSSATTN_SALIENCY_RUN_DIR=$(CURDIR)/results/reproduced/$(PROFILE) $(MAKE) --no-print-directory notebooks \
+	  PROFILE=$(PROFILE) EXECUTOR=$(EXECUTOR)
+	$(PY) -m crossattn_saliency.app.compare --profile $(PROFILE) || \
+	  echo "some tables differ from the reference: see results/reproduced/$(PROFILE)/comparison.md"
+
+adopt: setup ## make the last `make reproduce` the committed reference (tables, figures, REPORT.md, store)
+	$(PY) -m crossattn_saliency.app.reference adopt --profile $(PROFILE)
+
+figures: setup ## rerun notebooks 05-10 from the stored results (the committed reference store): minutes
+	@for nb in 05 06 07 08 09 10; do \
+	  CROSSATTN_SALIENCY_NO_FORWARD=1 $(MAKE) --no-print-directory nb NB=$$nb PROFILE=$(PROFILE) || exit 1; \
+	done
 
 notebooks: setup ## run every numbered notebook in order through papermill
 	@for nb in $(NOTEBOOKS); do \
@@ -57,8 +70,8 @@ bench: setup ## SPES throughput: bf16 vs fp32, backends, pass split, scaling -> 
 lab: setup ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/
 
-clean: ## remove caches of intermediate results (keeps committed tables/figures)
-	rm -rf results/cache results/profiles .pytest_cache
+clean: ## remove caches of intermediate results (keeps committed tables, figures and the reference store)
+	rm -rf results/cache results/profiles results/reproduced .pytest_cache
 
 distclean: clean ## also remove the virtual environment and derived assets under data/
 	rm -rf $(VENV) data/models data/sets data/sources

@@ -418,3 +418,40 @@ def test_spes_settings_become_reference_kinds_with_their_own_masks(tiny_profile)
     rel = iv[iv["with"] != "repeat"].dropna(subset=["relative"])   # divided by the study's agreement with its repeat
     np.testing.assert_allclose(rel["relative"], rel["agreement"] / float(iv.loc[iv["with"] == "repeat", "agreement"].iloc[0]))
     assert iv.loc[iv["with"] == "repeat", "relative"].isna().all()
+
+
+def test_from_a_reference_store_another_reducer_is_rerun_without_any_forward_pass(tiny_profile, monkeypatch, tmp_path):
+    """What ``make figures`` does on a fresh clone: the records an earlier run read become the
+    reference store; with no cache and models that refuse every forward pass, the explanations
+    come back from the store and a correlation with another reducer is computed from them."""
+    import shutil
+
+    from crossattn_saliency.app import reference
+    from crossattn_saliency.models import loading
+
+    cfg, cond = tiny_profile
+    cache = config.cache_dir(cfg.name)
+    (cache / "reads.log").unlink(missing_ok=True)
+    items = run.explain(cfg, cond, progress=False)
+    want = run.correlation(cfg, cond, items).to_frame()
+    by_section = reference.export(cfg.name)
+    assert {"hypotheses", "saliency_x", "saliency_h", "attention", "noise"} <= set(by_section)
+    assert reference.sizes(reference.store_dir(cfg.name)) == by_section
+    shutil.move(str(cache), str(tmp_path / "cache"))                    # a fresh clone: the store only
+    monkeypatch.setenv(loading.NO_FORWARD_ENV, "1")
+    monkeypatch.setattr(loading, "_LOADED", {})
+    try:
+        again = run.explain(cfg, cond, progress=False)
+        same = run.correlation(cfg, cond, again).to_frame()
+        other = run.correlation(cfg.with_overrides(reducer="mean2d"), cond, again).to_frame()
+        with pytest.raises(loading.ForwardRefused, match="make figures"):
+            run.model_for(cfg, cond).model.model.encoder(again[0].utt.features[None].astype(np.float32))
+        wrote = sorted(p.relative_to(cache).parts[0] for p in cache.rglob("*.*") if p.name != "reads.log")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.move(str(tmp_path / "cache"), str(cache))
+        shutil.rmtree(reference.store_dir(cfg.name))
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(same, want)
+    assert not other.equals(want) and set(other["kind"]) == set(want["kind"])
+    assert set(wrote) <= {"noise"}                      # only the new reducer's noise records, no map

@@ -219,17 +219,57 @@ def _est(value, lo, hi, n=20):
     return Estimate(value, lo, hi, n, "mean over utterances")
 
 
+MARGIN = 0.05  # as the profiles' equivalence_margin (checked below); widens (0.2, 0.4) to [0.15, 0.45]
+
+
+def test_the_margin_comes_from_the_profile():
+    from crossattn_saliency.core import config
+
+    assert config.Profile.__dataclass_fields__["equivalence_margin"].default == MARGIN
+    assert config.get_profile("smoke").equivalence_margin == MARGIN
+    # no default margin in the verdict functions: the profile is the only source
+    import inspect
+    assert inspect.signature(verdicts.judge).parameters["margin"].default is None
+
+
 def test_judge_covers_all_six_outcomes():
     study = (0.2, 0.4)
-    assert verdicts.judge(_est(0.3, 0.25, 0.35), study) == verdicts.HOLDS
-    assert verdicts.judge(_est(0.3, 0.1, 0.5), study) == verdicts.HOLDS  # interval contains the range
-    assert verdicts.judge(_est(0.1, 0.05, 0.15), study) == verdicts.SMALLER
-    assert verdicts.judge(_est(0.6, 0.5, 0.7), study) == verdicts.LARGER
-    assert verdicts.judge(_est(-0.2, -0.3, -0.1), study) == verdicts.FAILS
-    assert verdicts.judge(_est(0.05, -0.05, 0.15), study) == verdicts.UNDECIDED
-    assert verdicts.judge(_est(0.3, NAN, NAN, n=5), study) == verdicts.UNTESTABLE
+    m = dict(margin=MARGIN)
+    assert verdicts.judge(_est(0.3, 0.25, 0.35), study, **m) == verdicts.HOLDS
+    assert verdicts.judge(_est(0.3, 0.16, 0.44), study, **m) == verdicts.HOLDS  # inside the widened range
+    # changed (issue 23): an interval that covers the range, or only touches it, is no longer "holds"
+    assert verdicts.judge(_est(0.3, 0.1, 0.5), study, **m) == verdicts.UNDECIDED  # interval contains the range
+    assert verdicts.judge(_est(0.08, 0.05, 0.12), study, **m) == verdicts.SMALLER
+    assert verdicts.judge(_est(0.6, 0.5, 0.7), study, **m) == verdicts.LARGER
+    assert verdicts.judge(_est(-0.2, -0.3, -0.1), study, **m) == verdicts.FAILS
+    assert verdicts.judge(_est(0.05, -0.05, 0.15), study, **m) == verdicts.UNDECIDED
+    assert verdicts.judge(_est(0.3, NAN, NAN, n=5), study, **m) == verdicts.UNTESTABLE
     assert verdicts.judge(_est(NAN, NAN, NAN, n=0)) == verdicts.UNTESTABLE
     assert set(verdicts.OUTCOMES) == {verdicts.HOLDS, verdicts.SMALLER, verdicts.LARGER, verdicts.FAILS, verdicts.UNDECIDED, verdicts.UNTESTABLE}
+
+
+def test_judge_equivalence_rule_needs_the_whole_interval_inside_the_widened_range():
+    study, m = (0.2, 0.4), dict(margin=MARGIN)
+    # touches the study's range (and even the widened one) but reaches beyond it: not "holds"
+    assert verdicts.judge(_est(0.42, 0.35, 0.50), study, **m) == verdicts.UNDECIDED
+    assert verdicts.judge(_est(0.15, 0.10, 0.22), study, **m) == verdicts.UNDECIDED
+    assert verdicts.judge(_est(0.40, 0.38, 0.46), study, **m) == verdicts.UNDECIDED  # 0.46 > 0.45
+    # wholly inside the widened range, though partly outside the study's own: holds
+    assert verdicts.judge(_est(0.42, 0.38, 0.45), study, **m) == verdicts.HOLDS
+    # wholly below / above the widened range: smaller / larger; touching its edge: undecided
+    assert verdicts.judge(_est(0.1, 0.05, 0.149), study, **m) == verdicts.SMALLER
+    assert verdicts.judge(_est(0.1, 0.05, 0.15), study, **m) == verdicts.UNDECIDED
+    assert verdicts.judge(_est(0.5, 0.451, 0.6), study, **m) == verdicts.LARGER
+    # the direction first: inside the widened range but across the threshold decides nothing
+    assert verdicts.judge(_est(0.03, -0.01, 0.08), (0.03, 0.18), **m) == verdicts.UNDECIDED
+    assert verdicts.judge(_est(-0.05, -0.08, -0.03), (0.03, 0.18), **m) == verdicts.FAILS
+    # margin 0: the study's own range, ends included
+    assert verdicts.judge(_est(0.3, 0.2, 0.4), study, margin=0.0) == verdicts.HOLDS
+    assert verdicts.judge(_est(0.3, 0.19, 0.4), study, margin=0.0) == verdicts.UNDECIDED
+    with pytest.raises(ValueError, match="margin"):
+        verdicts.judge(_est(0.3, 0.25, 0.35), study)  # a study range needs the profile's margin
+    with pytest.raises(ValueError, match="margin"):
+        verdicts.judge(_est(0.3, 0.25, 0.35), study, margin=-0.1)
 
 
 def test_judge_without_study_and_at_the_threshold_edges():
@@ -239,20 +279,105 @@ def test_judge_without_study_and_at_the_threshold_edges():
     assert verdicts.judge(_est(-0.1, -0.2, 0.0)) == verdicts.UNDECIDED  # nor is touching it from below a failure
     assert verdicts.judge(_est(0.6, 0.55, 0.65), threshold=0.5) == verdicts.HOLDS
     assert verdicts.judge(_est(0.4, 0.35, 0.45), threshold=0.5) == verdicts.FAILS
-    assert verdicts.judge(_est(0.3, 0.25, 0.35), study=(0.4, 0.2)) == verdicts.HOLDS  # range ends in any order
+    assert verdicts.judge(_est(0.3, 0.25, 0.35), study=(0.4, 0.2), margin=MARGIN) == verdicts.HOLDS  # ends in any order
 
 
 def test_judge_direction_minus_one():
-    study = (-0.4, -0.2)  # claimed below 0, study measured -0.4 .. -0.2
-    assert verdicts.judge(_est(-0.3, -0.35, -0.25), study, direction=-1) == verdicts.HOLDS
-    assert verdicts.judge(_est(-0.1, -0.15, -0.05), study, direction=-1) == verdicts.LARGER  # signed: closer to 0
-    assert verdicts.judge(_est(-0.6, -0.7, -0.5), study, direction=-1) == verdicts.SMALLER
-    assert verdicts.judge(_est(0.2, 0.1, 0.3), study, direction=-1) == verdicts.FAILS
-    assert verdicts.judge(_est(0.0, -0.1, 0.1), study, direction=-1) == verdicts.UNDECIDED
+    study = (-0.4, -0.2)  # claimed below 0, study measured -0.4 .. -0.2; widened: -0.45 .. -0.15
+    m = dict(margin=MARGIN)
+    assert verdicts.judge(_est(-0.3, -0.35, -0.25), study, direction=-1, **m) == verdicts.HOLDS
+    assert verdicts.judge(_est(-0.08, -0.12, -0.04), study, direction=-1, **m) == verdicts.LARGER  # signed: closer to 0
+    assert verdicts.judge(_est(-0.1, -0.15, -0.05), study, direction=-1, **m) == verdicts.UNDECIDED  # touches -0.15
+    assert verdicts.judge(_est(-0.6, -0.7, -0.5), study, direction=-1, **m) == verdicts.SMALLER
+    assert verdicts.judge(_est(0.2, 0.1, 0.3), study, direction=-1, **m) == verdicts.FAILS
+    assert verdicts.judge(_est(0.0, -0.1, 0.1), study, direction=-1, **m) == verdicts.UNDECIDED
     assert verdicts.judge(_est(-0.1, -0.2, -0.05), direction=-1) == verdicts.HOLDS
     assert verdicts.judge(_est(-0.1, NAN, NAN, n=3), direction=-1) == verdicts.UNTESTABLE
     with pytest.raises(ValueError, match="direction"):
         verdicts.judge(_est(0.1, 0.05, 0.15), direction=0)
+
+
+# --------------------------------------------------------------------------- multiplicity
+
+
+def test_interval_p_is_below_alpha_exactly_where_the_interval_excludes_the_edge():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        v = rng.normal()
+        lo, hi = v - rng.uniform(0.01, 1), v + rng.uniform(0.01, 1)  # skewed intervals too
+        edge = rng.normal()
+        p = verdicts.interval_p(_est(v, lo, hi), edge)
+        assert 0.0 <= p <= 1.0
+        assert (p < verdicts.ALPHA) == (edge < lo or edge > hi)
+    assert verdicts.interval_p(_est(0.3, 0.2, 0.5), 0.2) == pytest.approx(0.05)   # at the interval's end
+    assert verdicts.interval_p(_est(0.3, 0.2, 0.5), 0.5) == pytest.approx(0.05)
+    assert verdicts.interval_p(_est(0.3, 0.2, 0.4), 0.3) == 1.0
+    assert math.isnan(verdicts.interval_p(_est(0.3, NAN, NAN, n=3), 0.0))
+
+
+def test_interval_p_agrees_with_the_bootstrap_replicates_p():
+    # two-sided bootstrap p = 2 min(share <= edge, share >= edge), from the same resamples as the interval
+    v = np.random.default_rng(4).normal(0.1, 0.3, size=40)
+    e = stats.set_estimate(v, average="mean", n_bootstrap=4000, seed=1)
+    boot = v[stats.bootstrap_indices(v.size, 4000, 1)].mean(axis=1)
+    for edge in (0.0, 0.02, 0.2, 0.25):
+        p_boot = min(1.0, 2 * min(np.mean(boot <= edge), np.mean(boot >= edge)))
+        assert verdicts.interval_p(e, edge) == pytest.approx(p_boot, abs=0.02)
+
+
+def test_holm_on_known_p_values():
+    # by hand: sorted 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 = 0.04 -> running max 0.06
+    assert np.allclose(verdicts.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    assert np.allclose(verdicts.holm([0.5, 0.6]), [1.0, 1.0])             # capped at 1
+    out = verdicts.holm([NAN, 0.01, 0.02])                                 # NaN: not a test, not counted
+    assert math.isnan(out[0]) and np.allclose(out[1:], [0.02, 0.02])
+    assert verdicts.holm([]).size == 0 and np.allclose(verdicts.holm([0.03]), [0.03])
+    # against the definition by closed testing with Bonferroni: p~_i = max over sets S containing i of |S| min p_S
+    rng = np.random.default_rng(2)
+    from itertools import combinations
+    for _ in range(20):
+        p = rng.uniform(0, 0.2, size=5)
+        brute = [max(min(1.0, len(S) * min(p[list(S)])) for r in range(1, 6) for S in combinations(range(5), r)
+                     if i in S) for i in range(5)]
+        assert np.allclose(verdicts.holm(p), brute)
+    # ties keep their order
+    assert np.allclose(verdicts.holm([0.02, 0.02, 0.02]), [0.06, 0.06, 0.06])
+
+
+def test_decision_p_values_follow_the_verdict():
+    study, m = (0.2, 0.4), dict(margin=MARGIN)
+    e = _est(0.3, 0.25, 0.35)
+    o, p = verdicts.decision(e, study, **m)
+    assert o == verdicts.judge(e, study, **m) == verdicts.HOLDS
+    assert p == pytest.approx(max(verdicts.interval_p(e, x) for x in (0.0, 0.15, 0.45))) and p < verdicts.ALPHA
+    o, p = verdicts.decision(_est(0.08, 0.05, 0.12), study, **m)
+    assert o == verdicts.SMALLER and p == pytest.approx(verdicts.interval_p(_est(0.08, 0.05, 0.12), 0.15))
+    assert verdicts.decision(_est(0.05, -0.05, 0.15), study, **m) == (verdicts.UNDECIDED, 1.0)
+    o, p = verdicts.decision(_est(0.3, NAN, NAN, n=3), study, **m)
+    assert o == verdicts.UNTESTABLE and math.isnan(p)
+    o, p = verdicts.decision(_est(-0.2, -0.3, -0.1))
+    assert o == verdicts.FAILS and p == pytest.approx(verdicts.interval_p(_est(-0.2, -0.3, -0.1), 0.0))
+    up, maybe, down = _est(0.2, 0.1, 0.3), _est(0.05, -0.05, 0.15), _est(-0.2, -0.3, -0.1)
+    assert verdicts.order_decision([up, up])[0] == verdicts.HOLDS
+    assert verdicts.order_decision([up, maybe]) == (verdicts.UNDECIDED, 1.0)
+    o, p = verdicts.order_decision([up, down])
+    assert o == verdicts.FAILS and p == pytest.approx(2 * verdicts.interval_p(down, 0.0))
+
+
+def test_heads_decision_counts_heads_after_holm():
+    far, near, above, open_ = _est(0.3, 0.2, 0.4), _est(0.1, 0.01, 0.2), _est(-0.3, -0.4, -0.2), _est(0.0, -0.1, 0.1)
+    assert verdicts.heads_decision([far, far, far, open_, open_]) == (verdicts.HOLDS, pytest.approx(
+        np.sort(verdicts.holm([verdicts.interval_p(far, 0.0)] * 3 + [1.0, 1.0]))[2]), 3, 0)
+    o, p, below, up = verdicts.heads_decision([far, far, above, above, above])
+    assert (o, below, up) == (verdicts.FAILS, 2, 3) and p < verdicts.ALPHA
+    assert verdicts.heads_decision([far, far, above, above, open_])[0] == verdicts.UNDECIDED
+    # every interval wholly above 0 at its own level, but two only just: after Holm over the 3 heads one counts
+    assert verdicts.interval_p(near, 0.0) < verdicts.ALPHA
+    o, p, below, up = verdicts.heads_decision([far, near, _est(0.1, 0.002, 0.2)])
+    assert (o, p, below) == (verdicts.UNDECIDED, 1.0, 1)
+    o, p, _, _ = verdicts.heads_decision([far, _est(0.3, NAN, NAN, n=3)])
+    assert o == verdicts.UNTESTABLE and math.isnan(p)
+    assert verdicts.heads_decision([])[0] == verdicts.UNTESTABLE
 
 
 def test_judge_order_covers_its_four_outcomes():

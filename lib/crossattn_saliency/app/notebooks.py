@@ -49,7 +49,11 @@ def run(number: str, profile: str = "default", overrides: dict[str, Any] | None 
     finally:
         os.environ.pop(progress.ENV, None)
     _tidy(out)
-    print(f"{src.name} [{profile}] done in {time.time() - t0:.0f} s -> {out}")
+    from ..present import assembly
+
+    report = assembly.assemble(profile)  # the report from every notebook's part, in their order
+    print(f"{src.name} [{profile}] done in {time.time() - t0:.0f} s -> {out}"
+          + (f"; {report.name} assembled" if report else ""))
     return out
 
 

@@ -26,6 +26,8 @@ from typing import Any, Mapping
 
 ENV_CACHE = "CROSSATTN_SALIENCY_CACHE"
 ENV_ROOT = "CROSSATTN_SALIENCY_ROOT"
+#: a folder that takes a run's outputs and cache instead of ``results/`` (``make reproduce``)
+ENV_RUN = "CROSSATTN_SALIENCY_RUN_DIR"
 
 
 def repo_root() -> Path:
@@ -69,16 +71,33 @@ def results_dir() -> Path:
 def output_dir(profile: str, kind: str = "") -> Path:
     """Where a profile's tables/figures go: ``results/<kind>`` for the committed
     ``default`` profile, ``results/profiles/<profile>/<kind>`` (gitignored) otherwise,
-    so test and paper runs never overwrite the reference results."""
-    base = results_dir() if profile == "default" else results_dir() / "profiles" / profile
+    so test and paper runs never overwrite the reference results; ``<run dir>/<kind>`` under
+    :data:`ENV_RUN` (``make reproduce``: a run compared with the reference afterwards)."""
+    if os.environ.get(ENV_RUN):
+        base = Path(os.environ[ENV_RUN]).resolve()
+    else:
+        base = results_dir() if profile == "default" else results_dir() / "profiles" / profile
     path = base / kind if kind else base
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def cache_dir(profile: str) -> Path:
-    """Large intermediate results (hypotheses, attention, saliency) of one profile."""
+    """Large intermediate results (hypotheses, attention, saliency) of one profile:
+    ``results/cache/<profile>``, or ``<run dir>/cache/<profile>`` under :data:`ENV_RUN`."""
+    if os.environ.get(ENV_RUN):
+        return Path(os.environ[ENV_RUN]).resolve() / "cache" / profile
     return results_dir() / "cache" / profile
+
+
+def reference_store_dir(profile: str) -> Path | None:
+    """The committed, read-only store of a profile's intermediate results
+    (``results/store/<profile>``, read by notebooks 05-10 for what the local cache lacks), or
+    None where there is none, or under :data:`ENV_RUN` (a run that recomputes everything)."""
+    if os.environ.get(ENV_RUN):
+        return None
+    path = results_dir() / "store" / profile
+    return path if path.is_dir() else None
 
 
 def native_bf16(device: str = "cpu") -> bool:
@@ -186,6 +205,8 @@ class Profile:
     gradient_engine: str = "batched"
     #: comparison: reducer of input-grid maps to the 20 ms encoder grid, and per-map normalization
     reducer: str = "max2d"
+    #: every reducer of SM_X compared in notebook 07 (rho(CA, reduced SM_X) and the deletion AUC of each)
+    reference_reducers: tuple[str, ...] = ("max2d", "max_mel_mean_time", "mean2d")
     normalization: str = "token_z"
     #: a cached result made with other parameters: "recompute" (warn, naming the fields) or "error"
     on_mismatch: str = "recompute"
@@ -215,6 +236,13 @@ class Profile:
     n_bootstrap: int = 1000
     #: fewer utterances than this: values without intervals, verdicts "not testable at this size"
     min_utterances: int = 8
+    #: verdicts (``verdicts.judge``): a claim's size "holds" only where the whole 95% interval lies inside
+    #: the study's reported range widened by this much on each side. 0.05 is the study's own spread
+    #: between its models on the one figure it reports per model (best rho(CA, SM_X): base 0.588, small
+    #: 0.633, medium 0.621, a spread of 0.045; shared/PAPER.md, "Reported results"), rounded to the two
+    #: decimals its tables print: a value closer to the range than that differs from the study by less
+    #: than the study's models differ among themselves
+    equivalence_margin: float = 0.05
     #: reference noise: random splits of the perturbations for the split-half reliability, score
     #: permutations for its null (and the null of rho), and the corrected reliability below which a
     #: disattenuated value is "not estimable"

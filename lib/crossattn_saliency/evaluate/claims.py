@@ -1,15 +1,17 @@
 """The study's claims, each with our estimate per condition and a verdict (notebook 08).
 
 :data:`STUDY` holds the study's reported figures (``shared/PAPER.md``), :data:`STUDY_RANGES` the
-ranges the verdicts test against; :func:`claims_table` sets every claim beside our estimates,
-raw and corrected for the reference's noise, with a verdict (:mod:`.verdicts`) decided on the
-corrected values and their intervals; :func:`kinds_table` sets every explanation kind against the
-references. Numbers in, a ``pandas.DataFrame`` out; nothing is written here.
+study's own ranges (not widened) the verdicts test against; :func:`claims_table` sets every claim
+beside our estimates, raw and corrected for the reference's noise, with a verdict (:mod:`.verdicts`:
+the whole interval inside the range widened by the profile's ``equivalence_margin``) decided on the
+corrected values and their intervals, Holm's step-down over all the table's interval decisions
+(:func:`.verdicts.holm`), and per claim the conditions that do not hold; :func:`kinds_table` sets
+every explanation kind against the references. Numbers in, a ``pandas.DataFrame`` out; nothing is written here.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from . import stats, verdicts
 from .stats import Estimate
 from .views import View
 
-__all__ = ["STUDY", "STUDY_RANGES", "claims_table", "kinds_table"]
+__all__ = ["STUDY", "STUDY_RANGES", "SHORT", "claims_table", "summary", "kinds_table"]
 
 
 #: The study's reported figures (PAPER.md's results table; "(?)" = recovered from secondary sources).
@@ -40,8 +42,18 @@ def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
-#: the study's ranges the verdicts test against (PAPER.md)
-STUDY_RANGES = {"best_rho_x": (0.45, 0.70), "half": (0.45, 0.64), "rho_h": (0.52, 0.75), "gain": (0.03, 0.18)}
+#: The study's own figures the verdicts test against, unwidened (shared/PAPER.md, "Reported results"
+#: table); :func:`.verdicts.judge` widens each by the profile's ``equivalence_margin``.
+STUDY_RANGES = {
+    # "rho(CA, SM_X), best aggregate, per model: base 0.588, small 0.633, medium 0.621 (?)": lowest to highest
+    "best_rho_x": (0.588, 0.633),
+    # "'CA captures only about 50% of input relevance': rho(CA, SM_X) around 0.45-0.64"
+    "half": (0.45, 0.64),
+    # "rho(CA, SM_H) ('52-75% of the saliency'): 0.52-0.75 across models and settings"
+    "rho_h": (0.52, 0.75),
+    # "context-mixing gain rho(CA,SM_H) - rho(CA,SM_X): +0.03 to +0.18"
+    "gain": (0.03, 0.18),
+}
 
 
 def _combine(per_condition: dict[str, str]) -> str:
@@ -67,10 +79,25 @@ def _row_estimate(row: Any, corrected: bool, min_utterances: int) -> Any:
                     "Fisher z mean", min_utterances)
 
 
+def _independent_difference(e: Estimate, f: Estimate) -> Estimate:
+    """``e - f`` of two estimates on different utterances, its interval's half-widths the root sum of
+    squares of the two half-widths on the facing sides (a normal approximation); no interval if
+    either has none."""
+    nan = float("nan")
+    d = e.value - f.value
+    if not (e.has_interval and f.has_interval):
+        return Estimate(d, nan, nan, min(e.n, f.n), "difference of Fisher means (different utterances)",
+                        e.min_utterances)
+    lo = d - math.hypot(e.value - e.lo, f.hi - f.value)
+    hi = d + math.hypot(e.hi - e.value, f.value - f.lo)
+    return Estimate(d, lo, hi, min(e.n, f.n), "difference of Fisher means (different utterances)", e.min_utterances)
+
+
 def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: Any, kind: str = "CA",
                  reducer: str = "max2d", n_bootstrap: int = 1000, seed: int = 0,
-                 min_utterances: int | None = None, disattenuation_ok: bool | None = None) -> Any:
-    """The study's claims next to our figures, each with a four-outcome verdict.
+                 min_utterances: int | None = None, disattenuation_ok: bool | None = None, *,
+                 margin: float) -> Any:
+    """The study's claims next to our figures, each with a verdict that survives multiplicity.
 
     Parameters
     ----------
@@ -83,57 +110,75 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
     n_bootstrap, seed, min_utterances : as in the profile.
     disattenuation_ok : the outcome of notebook 05's check (``None``: not run). ``False``:
         claims are decided on raw values, not on disattenuated ones.
+    margin : the profile's ``equivalence_margin``: how far outside the study's range
+        (:data:`STUDY_RANGES`) a whole interval may reach and still match it.
 
     Returns
     -------
     ``pandas.DataFrame`` with columns ``claim``, ``study``, ``compared`` (which
     conditions, like with like), ``ours (raw)``, ``ours (corrected)`` (null-corrected and
-    disattenuated), ``verdict`` (:mod:`.verdicts`: holds / holds, smaller or larger than
-    the study / does not hold / undecided / not testable at this size), decided on the
-    corrected values with their intervals. Layers print 1-based ("layer 4 of 4").
+    disattenuated; Spearman's rho, which has no reliability correction, is not among them),
+    ``verdict`` (:mod:`.verdicts`: holds / holds, smaller or larger than the study / does not
+    hold / undecided / not testable at this size), decided on the corrected values with their
+    intervals, ``not holding here`` (per claim only the conditions whose verdict is not
+    "holds", by name, with their figures), ``decisions`` (the claim's interval decisions in
+    the family) and ``undecided by Holm`` (those that decide at their own 95% level but not
+    after Holm's step-down over the whole family, :func:`.verdicts.holm`, and so read
+    "undecided"). Layers print 1-based ("layer 4 of 4").
     """
     import pandas as pd
 
+    if margin is None or not math.isfinite(float(margin)) or margin < 0:
+        raise ValueError(f"margin must be a finite number >= 0 (the profile's equivalence_margin), got {margin!r}")
     mu = stats.MIN_UTTERANCES if min_utterances is None else int(min_utterances)
     kw = dict(n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
     use_dis = disattenuation_ok is not False  # a failed check: decide on raw values
     conds = list(dict.fromkeys(r.condition for r in corr.rows if r.kind == kind))
+    nan = float("nan")
+    # one entry per claim: per (condition -> (verdict, p)), raw / dis (condition -> text), or a fixed verdict
     rows: list[dict[str, Any]] = []
+
+    def add(claim: str, compared: str, per: dict[str, tuple[str, float]], raw: dict[str, str],
+            dis: dict[str, str] | None = None, verdict: str | None = None, empty: str = "",
+            est: dict[str, Any] | None = None) -> None:
+        rows.append(dict(claim=claim, compared=compared, per=per, raw=raw, dis=dis or {}, verdict=verdict,
+                         empty=empty, est=est or {}))
 
     def per_utt(c: str, target: str, view_kind: str) -> tuple[list[Any], np.ndarray]:
         rs = corr.select(kind, target, view_kind, c)
         return rs, np.array([r.rho_per_utterance for r in rs], dtype=np.float64)  # views x utterances
 
-    # 1-2: single heads vs the average of all heads
-    v1, v2, t1, t2 = {}, {}, [], []
+    # 1: single heads, head by head against all layers; 2: the mean head against all layers
+    p1, p2, t1, t2, x2 = {}, {}, {}, {}, {}
     for c in conds:
         heads, hv = per_utt(c, "SM_X", "head")
-        allr = corr.get(c, kind, "SM_X", View("all"))
-        a = np.asarray(allr.rho_per_utterance)
-        e1 = stats.paired_estimate(a, np.median(hv, axis=0), average="mean", **kw)
-        e2 = stats.paired_estimate(a, hv.mean(axis=0), average="mean", **kw)
-        v1[c], v2[c] = verdicts.judge(e1), verdicts.judge(e2)
+        a = np.asarray(corr.get(c, kind, "SM_X", View("all")).rho_per_utterance)
+        each = [stats.paired_estimate(a, h, average="mean", **kw) for h in hv]
+        o, p, below, above = verdicts.heads_decision(each)
+        p1[c] = (o, p)
         spread = float(np.max([r.rho for r in heads]) - np.min([r.rho for r in heads]))
-        t1.append(f"{c}: all layers minus median head {e1.text('+.2f')} (head spread {spread:.2f})")
-        t2.append(f"{c}: all layers minus mean head {e2.text('+.2f')}")
-    rows.append(dict(claim="single_heads", compared="every head vs all layers, same utterances",
-                     ours="; ".join(t1), dis="", verdict=_combine(v1)))
-    rows.append(dict(claim="averaging", compared="mean head vs all layers, same utterances",
-                     ours="; ".join(t2), dis="", verdict=_combine(v2)))
+        t1[c] = (f"{below} of {len(heads)} heads surely below all layers, {above} surely above (paired, Holm over "
+                 f"the heads); head spread {spread:.2f}")
+        e2 = stats.paired_estimate(a, hv.mean(axis=0), average="mean", **kw)
+        p2[c] = verdicts.decision(e2)
+        x2[c] = e2
+        t2[c] = f"all layers minus mean head {e2.text('+.2f')}"
+    add("single_heads", "every head vs all layers, same utterances", p1, t1)
+    add("averaging", "mean head vs all layers, same utterances", p2, t2, est=x2)
     # 3: the last layers: rho of the last half of the layers minus the first half, per utterance
-    v3, t3 = {}, []
+    p3, t3, x3 = {}, {}, {}
     for c in conds:
         layers, lv = per_utt(c, "SM_X", "layer")
         n_layers = len(layers)
         late = np.array([r.view.layer >= n_layers / 2 for r in layers])
         e = stats.paired_estimate(lv[late].mean(0), lv[~late].mean(0), average="mean", **kw)
         best = layers[int(np.nanargmax([r.rho for r in layers]))]
-        v3[c] = verdicts.judge(e)
-        t3.append(f"{c}: best {best.view.label(n_layers)}; last half minus first half {e.text('+.2f')}")
-    rows.append(dict(claim="last_layers", compared="layers of one model, same utterances", ours="; ".join(t3),
-                     dis="", verdict=_combine(v3)))
+        p3[c] = verdicts.decision(e)
+        x3[c] = e
+        t3[c] = f"best {best.view.label(n_layers)}; last half minus first half {e.text('+.2f')}"
+    add("last_layers", "layers of one model, same utterances", p3, t3, est=x3)
     # 4: best aggregate, chosen on one condition per model and reported on the others
-    v4, t4, d4 = {}, [], []
+    p4, t4, d4, x4 = {}, {}, {}, {}
     aggs = ("all", "last", "alignment", "layer")
     by_model: dict[str, list[str]] = {}
     for c in conds:
@@ -145,102 +190,161 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
         for c in shown:
             r = corr.get(c, kind, "SM_X", pick.view)
             e = _row_estimate(r, use_dis, mu)
-            v4[c] = verdicts.judge(e, STUDY_RANGES["best_rho_x"])
-            t4.append(f"{c}: {pick.view.label(pick.n_layers)} (chosen on {cs[0]}"
-                      f"{'; same condition, optimistic' if c == cs[0] else ''}): {_fmt(r.rho)}")
-            d4.append(f"{c}: {e.text()}")
-    rows.append(dict(claim="best_rho_x", compared="view chosen on one condition, reported on the others",
-                     ours="; ".join(t4), dis="; ".join(d4), verdict=_combine(v4)))
+            p4[c] = verdicts.decision(e, STUDY_RANGES["best_rho_x"], margin=margin)
+            x4[c] = e
+            t4[c] = (f"{pick.view.label(pick.n_layers)} (chosen on {cs[0]}"
+                     f"{'; same condition, optimistic' if c == cs[0] else ''}): {_fmt(r.rho)}")
+            d4[c] = e.text()
+    add("best_rho_x", "view chosen on one condition, reported on the others", p4, t4, d4, est=x4)
     # 5-6: ranges of rho(all layers, SM_X / SM_H)
     for claim, target in (("half", "SM_X"), ("rho_h", "SM_H")):
-        vs, tr, td = {}, [], []
+        ps, tr, td, xs = {}, {}, {}, {}
         for c in conds:
             r = corr.get(c, kind, target, View("all"))
             e = _row_estimate(r, use_dis, mu)
-            vs[c] = verdicts.judge(e, STUDY_RANGES[claim])
-            tr.append(f"{c}: {_row_estimate(r, False, mu).text()} (Spearman {_fmt(r.spearman)}, "
-                      f"pooled {_fmt(r.rho_pooled)})")
-            td.append(f"{c}: {e.text()} (null rho {_fmt(r.rho_null)}, reliability {_fmt(r.reliability)})")
-        rows.append(dict(claim=claim, compared=f"all layers vs {target}, per condition", ours="; ".join(tr),
-                         dis="; ".join(td), verdict=_combine(vs)))
+            ps[c] = verdicts.decision(e, STUDY_RANGES[claim], margin=margin)
+            xs[c] = e
+            tr[c] = f"{_row_estimate(r, False, mu).text()} (pooled {_fmt(r.rho_pooled)})"
+            td[c] = f"{e.text()} (null rho {_fmt(r.rho_null)}, reliability {_fmt(r.reliability)})"
+        add(claim, f"all layers vs {target}, per condition", ps, tr, td, est=xs)
     # 7: context-mixing gain
     mixing = [m for m in mixing if getattr(m, "kind", kind) == kind]
-    vg, tg, dg = {}, [], []
-    nan = float("nan")
+    pg, tg, dg, xg = {}, {}, {}, {}
     for m in mixing:
         few = m.utterances < mu  # no interval below the minimum, whatever the row carries
         raw = stats.Estimate(m.gain, nan if few else m.gain_lo, nan if few else m.gain_hi, m.utterances,
-                         "paired Fisher z difference", mu)
+                             "paired Fisher z difference", mu)
         dis = stats.Estimate(m.gain_disattenuated, nan if few else m.dis_lo, nan if few else m.dis_hi, m.utterances,
-                         "disattenuated", mu)
-        vg[m.condition] = verdicts.judge(dis if use_dis else raw, STUDY_RANGES["gain"])
-        tg.append(f"{m.condition}: {raw.text('+.2f')}")
-        dg.append(f"{m.condition}: {dis.text('+.2f')}")
-    rows.append(dict(claim="gain", compared="rho with SM_H minus with SM_X, same utterances", ours="; ".join(tg),
-                     dis="; ".join(dg), verdict=_combine(vg) if vg else verdicts.UNTESTABLE))
+                             "disattenuated", mu)
+        pg[m.condition] = verdicts.decision(dis if use_dis else raw, STUDY_RANGES["gain"], margin=margin)
+        xg[m.condition] = dis if use_dis else raw
+        tg[m.condition] = raw.text('+.2f')
+        dg[m.condition] = dis.text('+.2f')
+    add("gain", "rho with SM_H minus with SM_X, same utterances", pg, tg, dg,
+        verdict=None if pg else verdicts.UNTESTABLE, est=xg)
     # 8: language (en-tts vs it-tts, ASR, one model) and task (it-tts ASR vs ST, same audio)
-    t8, v8 = [], {}
-    by_name = {c: c.split("__") for c in conds}
-    for c, (model, dset, task) in by_name.items():
+    p8, t8 = {}, {}
+    for c, (model, dset, task) in {c: c.split("__") for c in conds}.items():
         if dset.startswith("it-") and task == "asr":
             en = f"{model}__en-{dset.split('-', 1)[1]}__asr"
+            key = f"language ({model})"
             if en in conds:
                 a = np.asarray(corr.get(en, kind, "SM_X", View("all")).rho_per_utterance)
                 b = np.asarray(corr.get(c, kind, "SM_X", View("all")).rho_per_utterance)
                 e = stats.set_estimate(b, average="fisher", **kw)
                 f = stats.set_estimate(a, average="fisher", **kw)
-                diff = stats.Estimate(e.value - f.value, float("nan"), float("nan"), min(e.n, f.n),
-                                  "difference of Fisher means (different utterances, different voices)", mu)
-                v8[f"language ({model})"] = verdicts.UNTESTABLE if not (e.has_interval and f.has_interval) else (
-                    verdicts.FAILS if e.lo > f.hi else verdicts.HOLDS if e.hi < f.lo else verdicts.UNDECIDED)
-                t8.append(f"language, {en} vs {c} (synthetic voices differ): {f.text()} vs {e.text()}, "
-                          f"difference {diff.value:+.2f}")
+                diff = _independent_difference(e, f)  # the p of the decision; the verdict: the intervals apart
+                if not (e.has_interval and f.has_interval):
+                    p8[key] = (verdicts.UNTESTABLE, nan)
+                elif e.lo > f.hi or e.hi < f.lo:
+                    p8[key] = (verdicts.FAILS if e.lo > f.hi else verdicts.HOLDS, verdicts.interval_p(diff, 0.0))
+                else:
+                    p8[key] = (verdicts.UNDECIDED, 1.0)
+                t8[key] = (f"{en} vs {c} (synthetic voices differ): {f.text()} vs {e.text()}, "
+                           f"difference {diff.value:+.2f}")
             else:
-                v8[f"language ({model})"] = verdicts.UNTESTABLE
-                t8.append(f"language: no {en} saliency in this profile")
+                p8[key] = (verdicts.UNTESTABLE, nan)
+                t8[key] = f"no {en} saliency in this profile"
             st = f"{model}__{dset}__st"
             if st in conds:
                 a = np.asarray(corr.get(c, kind, "SM_X", View("all")).rho_per_utterance)
                 b = np.asarray(corr.get(st, kind, "SM_X", View("all")).rho_per_utterance)
                 if a.size == b.size:
                     e = stats.paired_estimate(b, a, average="fisher", **kw)
-                    v8[f"task ({model})"] = verdicts.judge(e, direction=-1)
-                    t8.append(f"task, {st} minus {c} (same audio): {e.text('+.2f')}")
-    rows.append(dict(claim="it_st", compared="language on synthetic speech; task on the same audio",
-                     ours="; ".join(t8) or "n/a", dis="", verdict=_combine(v8) if v8 else verdicts.UNTESTABLE))
+                    p8[f"task ({model})"] = verdicts.decision(e, direction=-1)
+                    t8[f"task ({model})"] = f"{st} minus {c} (same audio): {e.text('+.2f')}"
+    add("it_st", "language on synthetic speech; task on the same audio", p8, t8,
+        verdict=None if p8 else verdicts.UNTESTABLE, empty="n/a")
     # 9: deletion: order of AUCs (paired per utterance) and each explanation against its matched floor
     df = deletion.to_frame()
     keys = [kind, f"SM_X pooled {reducer}", "SM_X full"]
-    vd, td = {}, []
+    pd_, td, dd = {}, {}, {}
     for c in dict.fromkeys(df["condition"]):
         d = df[df["condition"] == c].pivot_table(index="utterance", columns="explanation", values="auc")
         if not all(k in d for k in keys):
             continue
         diffs = [stats.paired_estimate(d[b], d[a], average="mean", **kw) for a, b in zip(keys, keys[1:])]
-        vd[c] = verdicts.judge_order(diffs)
-        td.append(f"{c}: " + " / ".join(f"{k} {d[k].mean():.1f}" for k in keys))
-    gaps = deletion.gaps(n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
-    dgap = "; ".join(f"{g['condition']}: {g['explanation']} {g['gap']:+.1f} vs {g['floor']} ({g['faithful']})"
-                     for g in gaps if g["explanation"] in keys)
-    rows.append(dict(claim="deletion", compared="AUCs on the same utterances; each against its same-shape floor",
-                     ours="; ".join(td) or "n/a", dis=dgap, verdict=_combine(vd) if vd else verdicts.UNTESTABLE))
-    # 10: reducers (means over utterances; no interval)
+        pd_[c] = verdicts.order_decision(diffs)
+        td[c] = " / ".join(f"{k} {d[k].mean():.1f}" for k in keys)
+    for g in deletion.gaps(n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu):
+        if g["explanation"] in keys:
+            text = f"{g['explanation']} {g['gap']:+.1f} vs {g['floor']} ({g['faithful']})"
+            dd[g["condition"]] = f"{dd[g['condition']]}, {text}" if g["condition"] in dd else text
+    add("deletion", "AUCs on the same utterances; each against its same-shape floor", pd_, td, dd,
+        verdict=None if pd_ else verdicts.UNTESTABLE, empty="n/a")
+    # 10: reducers (means over utterances; no interval, no decision in the family)
     rr = reducers.groupby("reducer")[["rho", "auc"]].mean()
     n_red = min((r.utterances for r in corr.rows), default=0)
     best_rho, best_auc = rr["rho"].idxmax(), rr["auc"].idxmax()
     ok = best_rho == "max2d" and best_auc == "max2d"
-    rows.append(dict(claim="reducer", compared="reducers on the same maps",
-                     ours="; ".join(f"{r}: rho {_fmt(v.rho)}, AUC {v.auc:.1f}" for r, v in rr.iterrows()), dis="",
-                     verdict=verdicts.UNTESTABLE if n_red < mu else (verdicts.HOLDS if ok else verdicts.UNDECIDED)))
+    add("reducer", "reducers on the same maps", {},
+        {r: f"rho {_fmt(v.rho)}, AUC {v.auc:.1f}" for r, v in rr.iterrows()},
+        verdict=verdicts.UNTESTABLE if n_red < mu else (verdicts.HOLDS if ok else verdicts.UNDECIDED))
     # 11: WER
     q = quality[(quality["language"] == "en") & (quality["task"] == "ASR")]
-    rows.append(dict(claim="wer", compared="other models than the study's",
-                     ours="; ".join(f"{r['model']} {r['set']} ({r['speech']}): {r['WER (%)']:.1f}"
-                                    for _, r in q.iterrows()),
-                     dis="", verdict="comparable models only (ours are Whisper, not the study's models)"))
-    out = pd.DataFrame(rows)
+    add("wer", "other models than the study's", {},
+        {f"{r['model']} {r['set']} ({r['speech']})": f"{r['WER (%)']:.1f}" for _, r in q.iterrows()},
+        verdict="comparable models only (ours are Whisper, not the study's models)")
+
+    # multiplicity: Holm over every decision with a p-value (untestable ones make none)
+    family = [(i, k) for i, r in enumerate(rows) for k, (_, p) in r["per"].items() if np.isfinite(p)]
+    adjusted = verdicts.holm([rows[i]["per"][k][1] for i, k in family])
+    held = {(i, k) for (i, k), q in zip(family, adjusted)
+            if rows[i]["per"][k][0] in verdicts.DECIDED and not q < verdicts.ALPHA}
+    n_family = len(family)
+    out_rows = []
+    for i, r in enumerate(rows):
+        final = {k: verdicts.UNDECIDED if (i, k) in held else o for k, (o, _) in r["per"].items()}
+        verdict = r["verdict"] if r["verdict"] is not None else _combine(final)
+        if final:
+            failing = []
+            for k, v in final.items():
+                if v == verdicts.HOLDS:
+                    continue
+                why = (f" (decides as \"{r['per'][k][0]}\" at its own 95% level, not after Holm over "
+                       f"{n_family} decisions)" if (i, k) in held else "")
+                figs = "; ".join(x for x in (r["raw"].get(k, ""), f"corrected: {r['dis'][k]}" if r["dis"].get(k)
+                                             else "") if x)
+                failing.append(f"{k}: {v}{why}" + (f" [ours: {figs}]" if figs else ""))
+            not_holding = "; ".join(failing)
+        else:
+            not_holding = "" if verdict == verdicts.HOLDS or verdict.startswith("comparable") else verdict
+        out_rows.append({"claim": r["claim"], "compared": r["compared"],
+                         "ours": "; ".join(f"{k}: {t}" for k, t in r["raw"].items()) or r["empty"],
+                         "dis": "; ".join(f"{k}: {t}" for k, t in r["dis"].items()),
+                         "verdict": verdict, "not holding here": not_holding,
+                         "decisions": sum(1 for j, _ in family if j == i),
+                         "undecided by Holm": sum(1 for j, _ in held if j == i)})
+    out = pd.DataFrame(out_rows)
     out.insert(1, "study", out["claim"].map(STUDY))
-    return out.rename(columns={"ours": "ours (raw)", "dis": "ours (corrected)"})
+    out = out.rename(columns={"ours": "ours (raw)", "dis": "ours (corrected)"})
+    # for the report's summary and forest plot: the final verdict and the decided estimate per condition
+    out.attrs["verdicts"] = {r["claim"]: {k: (verdicts.UNDECIDED if (i, k) in held else o)
+                                          for k, (o, _) in r["per"].items()} for i, r in enumerate(rows)}
+    out.attrs["estimates"] = {r["claim"]: {k: (float(e.value), float(e.lo), float(e.hi)) for k, e in r["est"].items()}
+                              for r in rows if r["est"]}
+    return out
+
+
+#: the verdict words of the summary table (:func:`summary`)
+SHORT = {verdicts.HOLDS: "holds", verdicts.SMALLER: "smaller", verdicts.LARGER: "larger", verdicts.FAILS: "fails",
+         verdicts.UNDECIDED: "undecided", verdicts.UNTESTABLE: "n/a"}
+
+
+def summary(claims: Any, label: Callable[[str], str] = str) -> Any:
+    """One row per claim, one column per condition (named by ``label``), each cell the verdict in
+    one word (:data:`SHORT`); a claim without per-condition verdicts gets its overall verdict in the
+    ``overall`` column. ``claims``: :func:`claims_table`'s frame (its ``attrs["verdicts"]``)."""
+    import pandas as pd
+
+    per = claims.attrs.get("verdicts", {})
+    conds = list(dict.fromkeys(c for v in per.values() for c in v))
+    rows = []
+    for _, r in claims.iterrows():
+        v = per.get(r["claim"], {})
+        rows.append({"claim": r["claim"], **{label(c): SHORT.get(v[c], v[c]) if c in v else "" for c in conds},
+                     "overall": SHORT.get(r["verdict"], r["verdict"].split(" (")[0]) if not v else ""})
+    return pd.DataFrame(rows)
 
 
 def kinds_table(corr: Any, deletion: Any, costs: Any | None = None, titles: Mapping[str, str] | None = None) -> Any:

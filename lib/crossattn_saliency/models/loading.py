@@ -26,6 +26,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -306,6 +307,29 @@ def _model_info(name: str, model: Any, path: Path) -> ModelInfo:
 _LOADED: dict[tuple[str, str], LoadedModel] = {}
 
 
+#: set (to anything) to forbid every forward pass of a loaded model (``make figures``: the notebooks
+#: after 04 read maps and curves from the store; a missing record then stops with its name)
+NO_FORWARD_ENV = "CROSSATTN_SALIENCY_NO_FORWARD"
+
+
+class ForwardRefused(RuntimeError):
+    """A forward pass was asked for while :data:`NO_FORWARD_ENV` is set."""
+
+
+def refuse_forward(model: Any, name: str) -> None:
+    """Make every forward pass of ``model`` (and of its encoder and decoder alone, as SPES and the
+    deletion test call them) raise :class:`ForwardRefused`."""
+    def refuse(module: Any, args: Any) -> None:
+        raise ForwardRefused(
+            f"a forward pass of {name} ({type(module).__name__}) was asked for while {NO_FORWARD_ENV} is set "
+            "(make figures reruns notebooks 05-10 from stored results only): a record this run needs is not in "
+            "the store. Compute it with `make nb NB=04` (or `make reproduce`), or unset the variable.")
+
+    parts = [model] + [getattr(model.model, n) for n in ("encoder", "decoder") if hasattr(getattr(model, "model", None), n)]
+    for m in parts:
+        m.register_forward_pre_hook(refuse)
+
+
 def load_model(name: str, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
     """Load a speech-to-text model by embedded name, local folder or hub id.
 
@@ -352,6 +376,8 @@ def load_model(name: str, dtype: str = "float32", device: str = "cpu") -> Loaded
             f"{str(exc).splitlines()[0] if str(exc) else ''}). Without hub access use an embedded name "
             "or a local folder.") from exc
     model = model.to(device).eval()
+    if os.environ.get(NO_FORWARD_ENV):
+        refuse_forward(model, name)
     loaded = LoadedModel(name=name, model=model, processor=processor,
                          info=_model_info(name, model, Path(path) if path else Path(".")),
                          path=str(path or name), special_ids=_special_ids(processor.tokenizer))

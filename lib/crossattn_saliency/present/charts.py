@@ -18,7 +18,7 @@ from .figures import axis
 
 __all__ = ["plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve",
            "plot_attention_summary", "plot_disattenuation_validation", "plot_timing_errors", "plot_sensitivity",
-           "plot_agreement_matrix"]
+           "plot_agreement_matrix", "plot_claims_forest"]
 
 
 def plot_layer_head_heatmap(rho: np.ndarray, ax: Axes | None = None, title: str | None = None,
@@ -347,4 +347,37 @@ def plot_agreement_matrix(matrix: Any, ax: Axes | None = None, title: str | None
     fig.colorbar(im, ax=ax, shrink=0.8, label="disattenuated agreement")
     if title:
         ax.set_title(title, fontsize=9)
+    return fig
+
+
+def plot_claims_forest(estimates: Mapping[str, Mapping[str, tuple[float, float, float]]],
+                       study: Mapping[str, tuple[float, float]], margin: float,
+                       label: Any = str, titles: Mapping[str, str] | None = None) -> Figure:
+    """Every claim's estimate per condition with its 95% interval, against the study's range.
+
+    One panel per claim (``estimates``: claim -> condition -> ``(value, lo, hi)``; a NaN interval
+    draws the point alone); the study's reported range (``study``: claim -> ``(lo, hi)``) is shaded,
+    widened by ``margin`` in a lighter band (the equivalence rule's range), and 0 is marked where
+    the claim is a difference with no range. ``label`` names a condition on the y axis.
+    """
+    claims = [c for c in estimates if estimates[c]]
+    fig, axes = plt.subplots(1, max(len(claims), 1), figsize=(3.2 * max(len(claims), 1), 0.45 * max(
+        (len(estimates[c]) for c in claims), default=1) + 1.4), squeeze=False, sharey=False, constrained_layout=True)
+    for ax, claim in zip(axes[0], claims):
+        rows = list(estimates[claim].items())
+        ys = np.arange(len(rows))[::-1]
+        if claim in study:
+            a, b = study[claim]
+            ax.axvspan(a - margin, b + margin, color="tab:green", alpha=0.10, lw=0)
+            ax.axvspan(a, b, color="tab:green", alpha=0.25, lw=0, label="the study")
+        else:
+            ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+        for y, (cond, (v, lo, hi)) in zip(ys, rows):
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [y, y], color="black", lw=1.4)
+            ax.plot([v], [y], "o", color="black", ms=4)
+        ax.set_yticks(ys, [label(c) for c, _ in rows], fontsize=7)
+        ax.set_title((titles or {}).get(claim, claim), fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
     return fig

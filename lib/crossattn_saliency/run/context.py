@@ -55,8 +55,10 @@ def model_for(profile: Profile, cond: Condition) -> LoadedModel:
 
 
 def store(profile: Profile) -> ResultStore:
-    """The profile's result store (``results/cache/<profile>/``)."""
-    return ResultStore(config.cache_dir(profile.name), on_mismatch=profile.on_mismatch, sections=keys.SECTIONS)
+    """The profile's result store (``results/cache/<profile>/``), on top of its committed
+    reference store where there is one (:func:`~..core.config.reference_store_dir`)."""
+    return ResultStore(config.cache_dir(profile.name), on_mismatch=profile.on_mismatch, sections=keys.SECTIONS,
+                       reference=config.reference_store_dir(profile.name))
 
 
 def condition(profile: Profile, name: str) -> Condition:

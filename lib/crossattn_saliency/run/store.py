@@ -15,6 +15,12 @@ gradient maps, deletion curves) goes through :class:`ResultStore`. A record live
 Parameters that cannot change a result (e.g. a batch size) are listed in ``ignore``;
 keys added to a section's parameters after records were written can be given their
 former implicit value in ``defaults`` so that older records stay valid.
+
+A store may sit on a read-only ``reference`` store of the same layout (the committed
+``results/store/<profile>``): a record missing from ``root`` but valid in the reference is read
+from there; whatever is computed is written to ``root`` only. Every record read is logged (one
+relative path per line in ``<root>/reads.log``), so that :func:`export` can copy exactly what a
+set of notebooks read into a new reference store.
 """
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ from ..core import files
 T = TypeVar("T")
 
 ON_MISMATCH = ("recompute", "error")
+#: the log of records read, under a store's root
+READS_LOG = "reads.log"
 
 
 class ParamsMismatch(ValueError):
@@ -89,9 +97,16 @@ class ResultStore:
     recomputed: list[str] = field(default_factory=list)
     #: records this store computed and wrote (missing or stale ones), in order
     written: list[str] = field(default_factory=list)
+    #: a read-only store of the same layout consulted for records missing from ``root``
+    reference: Path | None = None
+    #: records read from the reference store, in order
+    from_reference: list[str] = field(default_factory=list)
+    #: append every record read to ``<root>/reads.log`` (for :func:`export`)
+    log_reads: bool = True
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        self.reference = Path(self.reference) if self.reference is not None else None
         if self.on_mismatch not in ON_MISMATCH:
             raise ValueError(f"on_mismatch={self.on_mismatch!r} is invalid: choose one of {list(ON_MISMATCH)}")
 
@@ -139,11 +154,26 @@ class ResultStore:
         """
         path = self.path(section, key, suffix)
         if self.status(path, params, identity, defaults) == "valid":
+            self._log_read(path)
             return load(path)
+        if self.reference is not None and not path.is_file():
+            ref = self.reference / path.relative_to(self.root)
+            if ref.is_file() and _Quiet(self).status(ref, params, identity, defaults) == "valid":
+                self.from_reference.append(str(ref))
+                self._log_read(path)
+                return load(ref)
         save(compute(), path)
         self.written.append(str(path))
+        self._log_read(path)
         # read back what was written: a fresh result and a stored one are the same numbers
         return load(path)
+
+    def _log_read(self, path: Path) -> None:
+        if not self.log_reads:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / READS_LOG, "a") as fh:
+            fh.write(path.relative_to(self.root).as_posix() + "\n")
 
     # -- plain records ---------------------------------------------------------------------
 
@@ -163,3 +193,57 @@ class ResultStore:
             arrays, meta = rec
             files.write_npz(path, {**dict(meta), "params": dict(params)}, **dict(arrays))
         return self.fetch(section, key, params, lambda: tuple(compute()), save, files.read_npz, **kw)
+
+
+class _Quiet:
+    """A reference record's status without warnings: a stale reference record is simply not used
+    (the record is computed into the store's root, which warns if it held a stale one)."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self.store = store
+
+    def status(self, path: Path, params: Mapping[str, Any], identity: Mapping[str, Any] | None,
+               defaults: Mapping[str, Any] | None) -> str:
+        meta = read_meta(path)
+        diff = params_diff(meta.get("params", {}), params, self.store.ignore, defaults)
+        for k, v in (identity or {}).items():
+            diff.update(params_diff({k: meta.get(k, "<missing>")}, {k: v}))
+        return "stale" if diff else "valid"
+
+
+def reads(root: str | Path) -> list[str]:
+    """The records read through the store at ``root`` (relative paths, first read first, once each)."""
+    log = Path(root) / READS_LOG
+    if not log.is_file():
+        return []
+    return list(dict.fromkeys(line.strip() for line in log.read_text().splitlines() if line.strip()))
+
+
+def export(root: str | Path, dest: str | Path, reference: str | Path | None = None) -> dict[str, int]:
+    """Copy every record read through the store at ``root`` (:func:`reads`; from ``root`` or, if
+    it was read from there, from ``reference``) into a new store at ``dest`` (replaced as a whole,
+    atomically: written beside it, then renamed). Returns bytes per section."""
+    import shutil
+
+    root, dest = Path(root), Path(dest)
+    tmp = dest.with_name(dest.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    sizes: dict[str, int] = {}
+    for rel in reads(root):
+        src = root / rel
+        if not src.is_file() and reference is not None:
+            src = Path(reference) / rel
+        if not src.is_file():
+            raise FileNotFoundError(f"record {rel} was read but is in neither {root} nor {reference}")
+        out = tmp / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, out)
+        sizes[rel.split("/")[0]] = sizes.get(rel.split("/")[0], 0) + src.stat().st_size
+    old = dest.with_name(dest.name + ".old")
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest) if tmp.exists() else dest.mkdir(parents=True, exist_ok=True)
+    if old.exists():
+        shutil.rmtree(old)
+    return sizes
