@@ -476,3 +476,60 @@ def test_deletion_precision_report_pairs_the_same_curve_in_both_dtypes():
     assert "| c | u1 | CA | 40.0 | 42.5 | +2.5 | 10.0 | 4.0 |" in md
     assert "mean +0.75, mean absolute 1.75, largest 2.50" in md
     assert "identical outputs along the whole curve in 50 % of curves" in md and "= 0.40." in md
+
+
+# --------------------------------------------------------------------------- dense grid, insertion, low end
+
+
+def test_the_dense_grid_adds_low_points_and_the_study_auc_uses_its_5_percent_points_only():
+    pc = deletion.curve_percents(5, (0, 1, 2, 5, 10, 100))
+    assert pc[:5].tolist() == [0, 1, 2, 5, 10] and pc[-1] == 100 and len(pc) == 23
+    wer = np.minimum(100.0, pc ** 2)
+    c = deletion.DeletionCurve(pc, wer, [""] * len(pc), np.zeros(len(pc), int))
+    on_grid = deletion.curve_percents(5)
+    assert c.auc_on(5) == pytest.approx(deletion.deletion_auc(on_grid, np.minimum(100.0, on_grid ** 2)))
+    assert c.auc < c.auc_on(5) and c.wer_at(1.5) == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="lacks points of the 5 % grid"):
+        deletion.grid_auc([0, 10, 100], [0, 1, 2])
+    with pytest.raises(ValueError, match="within \\[0, 100\\]"):
+        deletion.curve_percents(5, (120,))
+
+
+def _planted_records(direction):
+    """Curves of a ranking that knows the important cells and of seeded random floors, 8 utterances."""
+    from crossattn_saliency.evaluate.results import DeletionRecord, Ranking
+
+    pc = deletion.curve_percents(5, (0, 1, 2, 5, 10, 100))
+    out = []
+    for u in range(8):
+        feats, imp = _features(u), _important(u + 10)
+        dec = FakeDecoder(feats, imp)
+        truth = imp.astype(float) + 0.01 * np.random.default_rng(u).random(imp.shape)
+        for rank, score in [(Ranking("SM_X", "full"), truth)] + [
+                (Ranking("random", f"segments {d + 1}"), np.random.default_rng(1000 * u + d).random(imp.shape))
+                for d in range(3)]:
+            c = deletion.deletion_curve(feats, N_SPEECH, score, dec, REFERENCE, percents=pc, occlusion_value=OCCLUDE,
+                                        progress=False, insertion=direction == "insertion")
+            out.append(DeletionRecord("c", f"u{u}", rank, tuple(c.percents), tuple(c.wer), tuple(c.n_deleted),
+                                      tuple(c.texts), c.auc, direction))
+    return out
+
+
+def test_an_explanation_that_knows_the_truth_beats_its_matched_floor_at_one_to_five_percent():
+    from crossattn_saliency.evaluate.results import DeletionTable
+
+    table = DeletionTable(_planted_records("deletion") + _planted_records("insertion"))
+    low = {(r["explanation"], r["percent"]): r for r in table.low_end((1, 2, 5), n_bootstrap=200)}
+    for p in (1, 2, 5):
+        row = low[("SM_X full", float(p))]
+        assert row["floor"] == "random segments" and row["faithful"] == "yes", row
+        assert row["gap_lo"] > 0 and row["wer"] > 5 * row["floor wer"]
+    assert np.isfinite(low[("SM_X full", 1.0)]["auc (study grid)"])
+    # insertion: restoring the important cells first makes the WER fall early (a smaller area)
+    ins = {g["explanation"]: g for g in table.gaps(n_bootstrap=200, direction="insertion")}
+    assert ins["SM_X full"]["auc"] < ins["SM_X full"]["floor auc"] and ins["SM_X full"]["gap_lo"] > 0
+    first = next(r for r in table.records if r.direction == "insertion" and r.ranking.kind == "SM_X")
+    assert first.wer[0] == 100.0 and first.wer[-1] == 0.0 and first.wer_at(10) == 0.0
+    # the deletion table's rows are the deletion curves only
+    assert set(table.mean_auc().columns) == {"condition", "SM_X full", "random segments"}
+    assert len(table.to_frame()) == 32 and len(table.of("insertion").records) == 32

@@ -261,16 +261,20 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
     pd_, td, dd = {}, {}, {}
     for c in dict.fromkeys(df["condition"]):
         d = df[df["condition"] == c].pivot_table(index="utterance", columns="explanation", values="auc")
-        if not all(k in d for k in keys):
+        floor_of = {k: "random segments" if k.endswith(" full") else "random columns" for k in keys}
+        if not all(k in d and floor_of[k] in d for k in keys):
             continue
-        diffs = [stats.paired_estimate(d[b], d[a], average="mean", **kw) for a, b in zip(keys, keys[1:])]
+        # decided on each ranking's gap to its same-shape random floor (the raw order partly measures the
+        # shape of the deleted area: full-resolution maps delete SLIC segments, the others whole columns)
+        gap = {k: d[k] - d[floor_of[k]] for k in keys}
+        diffs = [stats.paired_estimate(gap[b], gap[a], average="mean", **kw) for a, b in zip(keys, keys[1:])]
         pd_[c] = verdicts.order_decision(diffs)
-        td[c] = " / ".join(f"{k} {d[k].mean():.1f}" for k in keys)
+        td[c] = " / ".join(f"{k} {d[k].mean():.1f} (gap {gap[k].mean():+.1f})" for k in keys)
     for g in deletion.gaps(n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu):
         if g["explanation"] in keys:
             text = f"{g['explanation']} {g['gap']:+.1f} vs {g['floor']} ({g['faithful']})"
             dd[g["condition"]] = f"{dd[g['condition']]}, {text}" if g["condition"] in dd else text
-    add("deletion", "AUCs on the same utterances; each against its same-shape floor", pd_, td, dd,
+    add("deletion", "gaps to same-shape random floors, paired on the same utterances", pd_, td, dd,
         verdict=None if pd_ else verdicts.UNTESTABLE, empty="n/a")
     # 10: reducers (means over utterances; no interval, no decision in the family)
     rr = reducers.groupby("reducer")[["rho", "auc"]].mean()

@@ -27,7 +27,11 @@ from ..core.progress import bar as tqdm
 from .correlate import normalize
 
 __all__ = ["utterance_ranking_map", "deletion_order", "n_cells_to_delete", "deletion_masks", "DeletionCurve",
-           "deletion_curve", "deletion_auc", "default_wer"]
+           "deletion_curve", "deletion_auc", "default_wer", "STUDY_STEP", "curve_percents", "grid_auc"]
+
+
+#: the study's deletion grid (percent): AUCs on it are comparable with its figures
+STUDY_STEP = 5
 
 
 def utterance_ranking_map(maps: np.ndarray, normalization: str) -> np.ndarray:
@@ -140,6 +144,15 @@ class DeletionCurve:
         """Area under the curve in WER-percent units (see :func:`deletion_auc`)."""
         return deletion_auc(self.percents, self.wer)
 
+    def auc_on(self, step: float = STUDY_STEP) -> float:
+        """The AUC on the ``step`` % grid only (0, step, ..., 100; the study's 5 % by default), from
+        the points of this curve on that grid: comparable with the study's figures."""
+        return grid_auc(self.percents, self.wer, step)
+
+    def wer_at(self, percent: float) -> float:
+        """WER (%) with ``percent`` % of the cells deleted (linear between measured points)."""
+        return float(np.interp(float(percent), np.asarray(self.percents, float), np.asarray(self.wer, float)))
+
     def as_dict(self) -> dict:
         return {"percents": self.percents.tolist(), "wer": self.wer.tolist(), "texts": list(self.texts),
                 "n_deleted": self.n_deleted.tolist(), "auc": self.auc}
@@ -158,12 +171,41 @@ def default_wer(reference: str, hypothesis: str) -> float:
     return metrics.wer([reference], [hypothesis], normalize=False) / 100.0
 
 
+def curve_percents(step: float = STUDY_STEP, dense: Sequence[float] = ()) -> np.ndarray:
+    """The percents a curve is measured at: the ``step`` grid (0, step, ..., 100) and the ``dense``
+    points (e.g. 1, 2 % where curves move fastest), sorted, each once."""
+    if not step > 0:
+        raise ValueError(f"step must be positive, got {step}")
+    extra = np.asarray(list(dense), dtype=np.float64)
+    if extra.size and (extra.min() < 0 or extra.max() > 100):
+        raise ValueError(f"dense percents must lie within [0, 100], got {sorted(extra.tolist())}")
+    grid = np.append(np.arange(0.0, 100.0, float(step)), 100.0)
+    return np.unique(np.concatenate([grid, extra]))
+
+
+def grid_auc(percents: Sequence[float], wer: Sequence[float], step: float = STUDY_STEP) -> float:
+    """:func:`deletion_auc` of the points of a curve that lie on the ``step`` % grid (all of the
+    grid's points must have been measured)."""
+    x, y = np.asarray(percents, dtype=np.float64), np.asarray(wer, dtype=np.float64)
+    want = curve_percents(step)
+    on = np.isin(np.round(x, 9), np.round(want, 9))
+    if on.sum() != want.size:
+        raise ValueError(f"the curve lacks points of the {step:g} % grid: has {sorted(x.tolist())}")
+    return deletion_auc(x[on], y[on])
+
+
 def deletion_curve(features: np.ndarray, n_frames: int, score_map: np.ndarray,
                    decode_fn: Callable[[np.ndarray], str], reference: str, step: float = 5, *,
                    occlusion_value: float, wer_fn: Callable[[str, str], float] | None = None,
                    progress: bool = True, seed: int = 0,
-                   decode_many: Callable[[list[np.ndarray]], list[str]] | None = None) -> DeletionCurve:
+                   decode_many: Callable[[list[np.ndarray]], list[str]] | None = None,
+                   percents: Sequence[float] | None = None, insertion: bool = False) -> DeletionCurve:
     """Delete top-ranked cells in steps, re-decode, and score the WER at each step.
+
+    With ``insertion=True`` the curve runs the other way (SPES's own paper reports both): the
+    input starts fully deleted and the top-ranked k % of the cells are *restored*, so the WER
+    falls from its all-deleted value to 0 at 100 %; a faithful ranking makes it fall early
+    (a small area).
 
     Parameters
     ----------
@@ -182,6 +224,8 @@ def deletion_curve(features: np.ndarray, n_frames: int, score_map: np.ndarray,
         The model's original output on the intact input (non-empty).
     step : float
         Step in percent; percents are 0, step, 2 step, ... and always end at 100.
+    percents : sequence of float, optional
+        The percents to measure instead (e.g. :func:`curve_percents` with dense low points).
     occlusion_value : float
         Value written into deleted cells (for Whisper, the log-mel value of silence /
         padding the model sees; keyword-only and required on purpose).
@@ -220,10 +264,13 @@ def deletion_curve(features: np.ndarray, n_frames: int, score_map: np.ndarray,
         raise ValueError("the reference (the model's original output) is empty: WER is undefined; "
                          "skip utterances whose hypothesis is empty")
     wer_fn = wer_fn or default_wer
-    percents = np.arange(0.0, 100.0, float(step))
-    percents = np.append(percents, 100.0)
+    percents = curve_percents(step) if percents is None else np.asarray(list(percents), dtype=np.float64)
+    if percents.ndim != 1 or percents.size < 2 or np.any(np.diff(percents) <= 0) or percents[0] < 0 or percents[-1] > 100:
+        raise ValueError(f"percents must increase strictly within [0, 100], got {percents.tolist()}")
 
     masks = list(deletion_masks(score, percents, seed=seed))
+    if insertion:  # restore the top-k %: everything else stays deleted
+        masks = [~m for m in masks]
     inputs: dict[int, np.ndarray] = {}          # equal counts give identical inputs: decode once
     for mask in masks:
         n = int(mask.sum())

@@ -193,7 +193,9 @@ class Ranking:
 
 @dataclass(frozen=True)
 class DeletionRecord:
-    """The deletion curve of one ranking on one utterance (WER in percent, AUC in WER-percent units)."""
+    """The deletion curve of one ranking on one utterance (WER in percent, AUC in WER-percent units);
+    ``direction`` ``"deletion"`` (top cells deleted: higher AUC = more faithful) or ``"insertion"``
+    (top cells restored into a fully deleted input: lower AUC = more faithful)."""
 
     condition: str
     utt_id: str
@@ -203,6 +205,21 @@ class DeletionRecord:
     n_deleted: tuple[int, ...]
     texts: tuple[str, ...]
     auc: float
+    direction: str = "deletion"
+
+    @property
+    def auc_study(self) -> float:
+        """The AUC on the study's 5 % grid (:func:`~.deletion.grid_auc`), NaN if not measured on it."""
+        from .deletion import grid_auc
+
+        try:
+            return grid_auc(self.percents, self.wer)
+        except ValueError:
+            return float("nan")
+
+    def wer_at(self, percent: float) -> float:
+        """WER (%) at ``percent`` % (linear between measured points)."""
+        return float(np.interp(float(percent), np.asarray(self.percents, float), np.asarray(self.wer, float)))
 
     def curve(self) -> Any:
         """The record as a :class:`~.deletion.DeletionCurve` (for plotting)."""
@@ -221,24 +238,58 @@ class DeletionTable:
     def __add__(self, other: "DeletionTable") -> "DeletionTable":
         return DeletionTable(self.records + other.records)
 
+    def of(self, direction: str) -> "DeletionTable":
+        """The records of one ``direction`` (``"deletion"`` or ``"insertion"``)."""
+        return DeletionTable([r for r in self.records if r.direction == direction])
+
     def to_frame(self) -> Any:
-        """One row per utterance and ranking: ``condition, utterance, explanation, kind, variant, auc``."""
+        """One row per utterance and ranking of the deletion curves: ``condition, utterance,
+        explanation, kind, variant, auc`` (insertion curves: :meth:`of` first)."""
         import pandas as pd
 
         return pd.DataFrame([{"condition": r.condition, "utterance": r.utt_id, "explanation": r.ranking.label,
                               "kind": r.ranking.kind, "variant": r.ranking.variant, "auc": r.auc}
-                             for r in self.records])
+                             for r in self.records if r.direction == "deletion"])
 
-    def mean_auc(self) -> Any:
+    def mean_auc(self, direction: str = "deletion") -> Any:
         """Mean AUC per condition and explanation (``pandas.DataFrame``, conditions as rows;
         random floors of several draws averaged per shape)."""
-        df = self.to_frame()
+        df = self.of(direction).to_frame() if direction != "deletion" else self.to_frame()
         return df.pivot_table(index="condition", columns="explanation", values="auc", sort=False).reset_index()
 
-    def gaps(self, n_bootstrap: int = 1000, seed: int = 0, min_utterances: int | None = None) -> list[dict[str, Any]]:
-        """Every explanation's AUC against its matched random floor (same deleted shape),
-        per condition: mean AUC, mean floor AUC (mean of the draws, and their spread), and
-        the gap AUC - floor with a bootstrap interval over utterances
+    def low_end(self, percents: Sequence[float] = (1, 2, 5, 10), n_bootstrap: int = 1000, seed: int = 0,
+                min_utterances: int | None = None) -> list[dict[str, Any]]:
+        """Where deletion curves move: per condition, explanation and percent, the WER after deleting
+        that share of the cells, its matched random floor's (same deleted shape, mean of the draws)
+        and the gap with a bootstrap interval over utterances (as :meth:`gaps`); the study's AUC on
+        its 5 % grid beside it."""
+        out = []
+        for p in percents:
+            for g in self.of("deletion")._gaps(lambda r, p=p: r.wer_at(p), n_bootstrap, seed, min_utterances):
+                out.append({"condition": g["condition"], "explanation": g["explanation"], "percent": float(p),
+                            "floor": g["floor"], "utterances": g["utterances"], "wer": g["auc"],
+                            "floor wer": g["floor auc"], "gap": g["gap"], "gap_lo": g["gap_lo"],
+                            "gap_hi": g["gap_hi"], "faithful": g["faithful"]})
+        study = {(g["condition"], g["explanation"]): g["auc"]
+                 for g in self.of("deletion")._gaps(lambda r: r.auc_study, n_bootstrap, seed, min_utterances)}
+        for row in out:
+            row["auc (study grid)"] = study.get((row["condition"], row["explanation"]), float("nan"))
+        return out
+
+    def gaps(self, n_bootstrap: int = 1000, seed: int = 0, min_utterances: int | None = None,
+             direction: str = "deletion") -> list[dict[str, Any]]:
+        """Every explanation's AUC against its matched random floor (see :meth:`_gaps`); for
+        insertion curves the gap is floor - AUC (restoring the right cells first makes the WER
+        fall early: a smaller area), so that a positive gap means more faithful either way."""
+        sign = 1.0 if direction == "deletion" else -1.0
+        return self.of(direction)._gaps(lambda r: sign * r.auc, n_bootstrap, seed, min_utterances,
+                                        sign=sign)
+
+    def _gaps(self, value: Any, n_bootstrap: int = 1000, seed: int = 0, min_utterances: int | None = None,
+              sign: float = 1.0) -> list[dict[str, Any]]:
+        """Every explanation's ``value`` (per record; e.g. its AUC) against its matched random floor
+        (same deleted shape), per condition: mean value, mean floor value (mean of the draws, and
+        their spread; both times ``sign``), and the gap value - floor with a bootstrap interval over utterances
         (:func:`~.stats.set_estimate`, plain mean; no interval below ``min_utterances``).
         ``faithful``: "yes" where the gap's interval lies above 0, "no" where it lies
         below or covers 0, "not testable at this size" without an interval."""
@@ -249,7 +300,7 @@ class DeletionTable:
         floors: dict[tuple[str, str, str], list[float]] = {}
         for r in self.records:
             if r.ranking.kind == "random":
-                floors.setdefault((r.condition, r.utt_id, r.ranking.shape), []).append(r.auc)
+                floors.setdefault((r.condition, r.utt_id, r.ranking.shape), []).append(value(r))
         out = []
         keys = dict.fromkeys((r.condition, r.ranking) for r in self.records if r.ranking.kind != "random")
         for cond, rank in keys:
@@ -257,23 +308,24 @@ class DeletionTable:
                     and (cond, r.utt_id, rank.shape) in floors]
             if not recs:
                 continue
-            g = baseline_gap([r.auc for r in recs], [floors[(cond, r.utt_id, rank.shape)] for r in recs])
+            g = baseline_gap([value(r) for r in recs], [floors[(cond, r.utt_id, rank.shape)] for r in recs])
             est = set_estimate(g.gap, average="mean", n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
             verdict = ("not testable at this size" if not est.has_interval else
                        "yes" if est.lo > 0 else "no")
             out.append({"condition": cond, "explanation": rank.label, "floor": f"random {rank.shape}",
                         "utterances": g.n_utterances, "draws": int(np.min([len(floors[(cond, r.utt_id, rank.shape)])
                                                                             for r in recs])),
-                        "auc": float(np.mean(g.auc)), "floor auc": float(np.mean(g.random_mean)),
+                        "auc": sign * float(np.mean(g.auc)), "floor auc": sign * float(np.mean(g.random_mean)),
                         "floor sd": float(np.nanmean(g.random_sd)) if np.any(np.isfinite(g.random_sd)) else float("nan"),
                         "gap": est.value, "gap_lo": est.lo, "gap_hi": est.hi, "faithful": verdict})
         return out
 
-    def curves(self, condition: str, variants: Sequence[str] | None = None) -> dict[str, list[Any]]:
+    def curves(self, condition: str, variants: Sequence[str] | None = None,
+               direction: str = "deletion") -> dict[str, list[Any]]:
         """``label -> [DeletionCurve per utterance]`` of one condition (optionally only some variants)."""
         out: dict[str, list[Any]] = {}
         for r in self.records:
-            if r.condition == condition and (variants is None or r.ranking.variant in variants):
+            if r.condition == condition and r.direction == direction and (variants is None or r.ranking.variant in variants):
                 out.setdefault(r.ranking.label, []).append(r.curve())
         return out
 

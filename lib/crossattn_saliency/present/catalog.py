@@ -114,9 +114,21 @@ TABLES: dict[str, TableSpec] = {
     # 07: deletion
     "deletion": TableSpec(
         "deletion", "Deletion AUC (WER-percent units; higher = more faithful)",
-        "Mean over {p.deletion_utterances} utterance(s) per condition; step {p.deletion_step}%; decoding beam "
-        "{p.deletion_beam}; WER against the decoding of the intact input, normalized text, clipped at 100. 'pooled' "
-        "rankings: reduced to the 20 ms encoder grid and spread back; 'full': input-grid resolution."),
+        "Mean over {p.deletion_utterances} utterance(s) per condition; measured at the {p.deletion_step}% grid and at "
+        "{p.deletion_dense} %, the AUC over all these points; decoding beam {p.deletion_beam}; WER against the decoding "
+        "of the intact input, normalized text, clipped at 100. 'pooled' rankings: reduced to the 20 ms encoder grid and "
+        "spread back; 'full': input-grid resolution."),
+    "insertion": TableSpec(
+        "insertion", "Insertion AUC (WER-percent units; lower = more faithful)",
+        "The same rankings restored in rank order into a fully deleted input (SPES's own paper reports both "
+        "curves): WER at k % restored, from the all-deleted value at 0 % to 0 at 100 %; mean over "
+        "{p.deletion_utterances} utterance(s) per condition, same points and decoder as the deletion table."),
+    "deletion_low_end": TableSpec(
+        "deletion_low_end", "Where deletion curves move: WER after deleting a few percent, against same-shape floors",
+        "WER (%) after deleting the top 'percent' % of the cells under each ranking, the mean over its matched "
+        "random floor's draws (same deleted shape), and the gap with a bootstrap 95% interval over utterances from "
+        "{p.min_utterances} utterances on (faithful = the interval lies above 0); 'auc (study grid)': the AUC on the "
+        "study's 5 % points only, comparable with its figures."),
     "deletion_floors": TableSpec(
         "deletion_floors", "Deletion AUC against a random floor of the same shape",
         "floor: random encoder columns (for expanded and pooled maps) or random SLIC segments of the utterance's SM_X "

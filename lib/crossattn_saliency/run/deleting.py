@@ -86,9 +86,12 @@ def deletion_model(profile: Profile, cond: Condition) -> LoadedModel:
 
 
 def deletion_curve_of(profile: Profile, cond: Condition, loaded: LoadedModel, u: Utterance, rank: Ranking,
-                      score: np.ndarray, memo: dict[tuple[str, bytes], str] | None = None) -> dict[str, Any]:
-    """One deletion curve (the body of a :func:`deletion` record): ``score`` (``frames x mel``
-    ranking of the speech cells) deleted in ``profile.deletion_step`` steps, each input decoded with
+                      score: np.ndarray, memo: dict[tuple[str, bytes], str] | None = None,
+                      insertion: bool = False) -> dict[str, Any]:
+    """One deletion (or, with ``insertion``, insertion) curve (the body of a :func:`deletion`
+    record): ``score`` (``frames x mel`` ranking of the speech cells) deleted (restored) at
+    :func:`~..evaluate.deletion.curve_percents` of ``profile.deletion_step`` and
+    ``profile.deletion_dense``, each input decoded with
     ``loaded`` (:func:`deletion_model`) in batches of :data:`DELETION_BATCH`, greedy or
     ``profile.deletion_beam``, output capped at twice the hypothesis + 10 tokens (masked inputs make
     Whisper hallucinate); WER (normalized, %) against the decoding of the intact input.
@@ -127,7 +130,8 @@ def deletion_curve_of(profile: Profile, cond: Condition, loaded: LoadedModel, u:
     c = deletion.deletion_curve(u.features, u.n_frames, score, lambda x: decode_many([x])[0], reference,
                           profile.deletion_step, occlusion_value=floor_value(u.features), wer_fn=wer_fn,
                           progress=False, seed=floors.baseline_seeds(profile.seed, u.utt_id, rank.key, 1)[0],
-                          decode_many=decode_many)
+                          decode_many=decode_many, insertion=insertion,
+                          percents=deletion.curve_percents(profile.deletion_step, profile.deletion_dense))
     return {"percents": [float(p) for p in c.percents], "wer": [float(w) for w in c.wer],
             "n_deleted": [int(k) for k in c.n_deleted], "auc": float(c.auc), "texts": list(c.texts),
             "reference_text": reference}
@@ -137,7 +141,8 @@ def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer:
              reference_reducers: Sequence[str] | None = None, progress: bool = True) -> DeletionTable:
     """Deletion curves per utterance and ranking (one store record each).
 
-    The top k% of the speech cells (k = 0, step, ..., 100) of each ranking
+    The top k% of the speech cells (k on the step grid and the dense points; with
+    ``profile.deletion_insertion`` also restored into a fully deleted input) of each ranking
     (:func:`deletion_rankings`) are set to Whisper's silence value, the input is decoded
     again (``profile.deletion_beam``, in ``profile.deletion_precision``) and scored by WER
     (normalized text, %, clipped at 100) against the decoding of the *intact* input with the
@@ -153,23 +158,29 @@ def deletion(profile: Profile, cond: Condition, items: list[Explained], reducer:
     n = profile.deletion_utterances
     chosen = items[:n] if n is not None else items
     records = []
-    todo = [(it, r, m) for it in chosen for r, m in deletion_rankings(
-        it, reducer, reference_reducers, profile.normalization, profile.seed, profile.deletion_floor_draws).items()]
+    directions = ("deletion", "insertion") if profile.deletion_insertion else ("deletion",)
+    todo = [(it, r, m, d) for it in chosen for r, m in deletion_rankings(
+        it, reducer, reference_reducers, profile.normalization, profile.seed, profile.deletion_floor_draws).items()
+        for d in directions]
     bar = tqdm(todo, desc=f"deletion {cond.name}", unit="curve", disable=not progress)
     memo: dict[tuple[str, bytes], str] = {}
-    for it, rank, score in bar:
+    percents = [float(p) for p in dl.curve_percents(profile.deletion_step, profile.deletion_dense)]
+    for it, rank, score, direction in bar:
         u = it.utt
-        bar.set_postfix_str(f"{rank.label} · {u.utt_id[-20:]}", refresh=False)
-        params = {"step": profile.deletion_step, "beam": profile.deletion_beam, "dtype": profile.deletion_precision,
+        bar.set_postfix_str(f"{rank.label} · {direction} · {u.utt_id[-20:]}", refresh=False)
+        params = {"percents": percents, "direction": direction, "beam": profile.deletion_beam,
+                  "dtype": profile.deletion_precision,
                   "max_new_tokens": "2 x hypothesis + 10", "seed": profile.seed, "reference": "intact decode",
                   "ties": "seed per utterance and ranking", "decoding": f"batches of {DELETION_BATCH}, sdpa",
                   "ranking": rank.key, "reducer": reducer,
                   "explanation": dict(it[rank.kind].provenance.params) if rank.kind in it.explanations else None}
 
-        def compute(u: Utterance = u, rank: Ranking = rank, score: np.ndarray = score) -> dict[str, Any]:
-            return deletion_curve_of(profile, cond, loaded, u, rank, score, memo)
+        def compute(u: Utterance = u, rank: Ranking = rank, score: np.ndarray = score,
+                    insertion: bool = direction == "insertion") -> dict[str, Any]:
+            return deletion_curve_of(profile, cond, loaded, u, rank, score, memo, insertion=insertion)
 
-        rec = st.fetch_json(*keys.deletion(cond.name, u.utt_id, rank.key), params, compute)
+        key = rank.key if direction == "deletion" else f"{rank.key}__insertion"
+        rec = st.fetch_json(*keys.deletion(cond.name, u.utt_id, key), params, compute)
         records.append(DeletionRecord(cond.name, u.utt_id, rank, tuple(rec["percents"]), tuple(rec["wer"]),
-                                      tuple(rec["n_deleted"]), tuple(rec["texts"]), float(rec["auc"])))
+                                      tuple(rec["n_deleted"]), tuple(rec["texts"]), float(rec["auc"]), direction))
     return DeletionTable(records)
