@@ -370,3 +370,23 @@ def test_the_report_is_assembled_from_parts_in_their_order_whatever_reruns_first
     again = assembly.assemble("smoke").read_text()
     assert again.count("## Sensitivity") == 1 and "ten again" in again and again.endswith("ten again\n")
     assert again.index("nine") < again.index("ten again")
+
+
+def test_the_claims_table_reads_ca_against_the_best_model_blind_baseline():
+    import dataclasses
+
+    corr, mixing, dels, reducers, quality = _tables()
+    rng = np.random.default_rng(9)
+    extra = []
+    for cond in dict.fromkeys(r.condition for r in corr.rows):
+        for name, level in (("Diagonal", 0.1), ("Energy", 0.3)):        # CA is at 0.45-0.6 against SM_X
+            for target in ("SM_X", "SM_H"):
+                row = _row(cond, None, target, level + rng.normal(0, 0.01, 12))
+                extra.append(dataclasses.replace(row, kind=name))
+    out = claims.claims_table(CorrelationTable(corr.rows + extra), mixing, dels, reducers, quality, n_bootstrap=300,
+                              margin=MARGIN).set_index("claim")
+    assert out.loc["beats_baselines_x", "verdict"] == "holds"
+    assert "best baseline Energy 0.30" in out.loc["beats_baselines_x", "ours (raw)"]
+    assert "beats_baselines_x" in out.attrs["estimates"]
+    plain = claims.claims_table(*_tables(), n_bootstrap=300, margin=MARGIN).set_index("claim")
+    assert plain.loc["beats_baselines_x", "verdict"] == "not testable at this size"      # no baseline kinds

@@ -333,8 +333,8 @@ _CONDITIONS = (
 
 #: the explanation kinds a CPU profile computes: all registered kinds except integrated gradients
 #: on the input grid (about an hour per whisper-base utterance on a 2-core CPU; the paper profile,
-#: for a GPU, computes every kind)
-CPU_KINDS = ("SM_X", "SM_H", "CA", "NormCA", "IxG_X", "IxG_H", "IG_H")
+#: for a GPU, computes every kind); the three model-blind baselines (explain/baselines.py) cost nothing
+CPU_KINDS = ("SM_X", "SM_H", "CA", "NormCA", "IxG_X", "IxG_H", "IG_H", *("Diagonal", "Energy", "DiagonalEnergy"))
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
@@ -367,7 +367,7 @@ PROFILES: dict[str, Profile] = {
         gradient_batch_size=4,
         # seconds per notebook: gradients on the encoder grid only (input-grid kinds are
         # exercised on a tiny model in tests/test_pipeline.py)
-        explanations=("SM_X", "SM_H", "CA", "NormCA", "IxG_H", "IG_H"),
+        explanations=("SM_X", "SM_H", "CA", "NormCA", "IxG_H", "IG_H", "Diagonal", "Energy", "DiagonalEnergy"),
     ),
     "default": Profile(
         name="default",

@@ -28,7 +28,9 @@ Registered here: ``CA`` (cross-attention), ``NormCA`` (norm-weighted cross-atten
 et al. 2020), ``SM_X`` / ``SM_H`` (SPES on the input / encoder output), ``IxG_X`` / ``IG_X``
 (input x gradient / integrated gradients on the input) and ``IxG_H`` / ``IG_H`` (the same on the
 encoder output). Gradient maps are attribution magnitudes ``|a|`` (SPES's KL score is unsigned
-as well).
+as well). And three model-blind baselines that calibrate what "rho 0.5" means (:mod:`.baselines`):
+``Diagonal`` (a monotone alignment prior), ``Energy`` (speech energy per 20 ms position, the same
+row for every token) and ``DiagonalEnergy`` (their product).
 """
 from __future__ import annotations
 
@@ -365,3 +367,22 @@ for _method, _short in (("input_x_gradient", "IxG"), ("integrated_gradients", "I
                       description=f"|{_method.replace('_', ' ')}| of log p(token) (captum), per token",
                       explanation=_gradient_explanation(f"{_short}_{_suffix}", _grid), save=_arrays_save,
                       load=files.read_npz, section=f"gradients/{_short}_{_suffix}"))
+
+
+def _prepare_nothing(model: Any, profile: Any) -> None:
+    """Model-blind kinds (the trivial baselines) use no engine: nothing is prepared from the model."""
+    return None
+
+
+# trivial, model-blind baselines on the encoder grid (explain/baselines.py: the formulas); no forward pass
+from . import baselines as _baselines  # noqa: E402
+
+for _name, _title, _desc in (
+        ("Diagonal", "diagonal alignment prior",
+         "Gaussian per token over speech positions, mean (i+0.5)/I of the speech, sd = speech length / I"),
+        ("Energy", "speech energy", "mean log-mel of each 20 ms position (2 frames x all mel bins), same row per token"),
+        ("DiagonalEnergy", "diagonal prior x energy", "Diagonal * (Energy - its minimum over speech positions)")):
+    register(Kind(_name, _title, "encoder", _baselines.compute(_name),
+                  (lambda n: lambda p, utt_id=None: dict(_baselines.SETTINGS[n]))(_name),
+                  description=f"model-blind baseline: {_desc}", explanation=_baselines.explanation(_name),
+                  prepare=_prepare_nothing, engine="baselines", save=_arrays_save, load=files.read_npz))
