@@ -157,8 +157,10 @@ def test_downstream_tables_and_head_selection_on_planted_explanations():
     assert table.loc[("CA", "alignment heads"), "start_median (ms)"] > 100
     assert set(table["utterances"]) == {4} and set(table["words"]) == {24}
     sel = timing.head_selection(cfg, cond, items, refs)
-    assert sel["k"] == 2 and all([1, 1] in hs for hs in sel["heads"]["by timing"])
-    assert sel["summary"]["by timing"].start_median[0] < sel["summary"]["shipped"].start_median[0]
+    assert sel.k == 2 and all([1, 1] in hs for hs in sel.heads["by timing"])
+    assert sel.summary["by timing"].start_median[0] < sel.summary["shipped"].start_median[0]
+    assert all(isinstance(r, timing.TimedWords) and r.start_ms.size == r.errors["matched"] for r in errors)
+    assert {r.label for r in errors if r.kind == "SM_H"} == {"SM_H"}
     heads = timing.heads_table({cond.name: sel})
     assert set(heads["heads"]) == {"by timing", "shipped"} and len(heads) == 2
     # the REPORT.md section replaces itself on a rerun

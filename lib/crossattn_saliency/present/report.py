@@ -54,7 +54,7 @@ def replace_section(text: str, title: str, body: str) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def downstream_section(timing: Any, disagreement: Any, selection: Mapping[str, Mapping[str, Any]],
+def downstream_section(timing: Any, disagreement: Any, selection: Mapping[str, Any],
                        tables: str | Path) -> str:
     """The "what it means downstream" section of REPORT.md, from notebook 09's numbers: per
     condition, Whisper's word timestamps from the shipped alignment heads, from heads chosen on
@@ -105,8 +105,8 @@ def downstream_section(timing: Any, disagreement: Any, selection: Mapping[str, M
             r = other.iloc[0]
             parts.append(f"best non-attention explanation {r['kind']} {cell(r, 'start_median')}, "
                          f"{share(r, 50)} within 50 ms")
-        sel = selection.get(cond, {})
-        for name, summ in sel.get("summary", {}).items():
+        sel = selection.get(cond)
+        for name, summ in (sel.summary if sel is not None else {}).items():
             rec = summ.record()
             parts.append(f"{name} heads on held-out utterances {cell(rec, 'start_median')}")
         lines.append(f"- **{cond}**: " + "; ".join(parts) + ".")

@@ -11,6 +11,7 @@ agreement with SM_H, and evaluates both on the held-out half.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,8 +25,49 @@ from ..explain.explanation import Explained, Explanation
 from . import keys
 from .context import condition_rows, store
 
-__all__ = ["reference_alignments", "reference_disagreement", "timed_views", "word_boundaries",
-           "timestamp_errors", "timestamp_table", "head_selection", "heads_table", "disagreement_floor"]
+__all__ = ["TimedWords", "HeadSelection", "reference_alignments", "reference_disagreement", "timed_views",
+           "word_boundaries", "timestamp_errors", "timestamp_table", "head_selection", "heads_table",
+           "disagreement_floor"]
+
+
+@dataclass(frozen=True)
+class TimedWords:
+    """The word boundaries one explanation (``kind``, ``view``) gives one utterance by Whisper's
+    recipe, and how far they are from the reference: ``words`` ``(word, start s, end s)``;
+    ``errors`` :func:`~..evaluate.timestamps.boundary_errors` (ms per matched word)."""
+
+    condition: str
+    kind: str
+    view: str
+    utterance: str
+    words: alignment.Words
+    errors: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """``kind`` for a single map, ``kind · view`` for a view of a layered kind."""
+        return self.kind if self.view == "map" else f"{self.kind} · {self.view}"
+
+    @property
+    def start_ms(self) -> np.ndarray:
+        """Absolute word-start errors (ms), one per matched word."""
+        return np.asarray(self.errors["start_ms"], dtype=np.float64)
+
+    @property
+    def end_ms(self) -> np.ndarray:
+        """Absolute word-end errors (ms), one per matched word."""
+        return np.asarray(self.errors["end_ms"], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class HeadSelection:
+    """Alignment heads of one condition (:func:`head_selection`): ``heads`` (way of choosing ->
+    ``[layer, head]`` lists per fold, 0-based), ``summary`` (way -> held-out
+    :class:`~..evaluate.timestamps.TimingSummary`) and ``k`` (heads kept)."""
+
+    heads: dict[str, list[list[list[int]]]]
+    summary: dict[str, Any]
+    k: int
 
 ALIGNER = "pocketsphinx 5.1.1 forced alignment (US English model, CMU dictionary)"
 
@@ -157,9 +199,10 @@ def word_boundaries(e: Explanation, pairs: list[tuple[int, int]] | None, reducer
 
 def timestamp_errors(profile: Profile, cond: Condition, items: Sequence[Explained],
                      refs: dict[str, alignment.Words], extra_heads: dict[str, Sequence[tuple[int, int]]] | None = None
-                     ) -> list[dict[str, Any]]:
-    """Per explanation kind, view and utterance: the :func:`.timestamps.boundary_errors` of its word
-    boundaries against the reference (utterances without a reference are skipped)."""
+                     ) -> list[TimedWords]:
+    """Per explanation kind, view and utterance: its word boundaries and their
+    :func:`.timestamps.boundary_errors` against the reference (:class:`TimedWords`; utterances
+    without a reference are skipped)."""
     out = []
     for it in items:
         ref = refs.get(it.utt.utt_id)
@@ -168,19 +211,19 @@ def timestamp_errors(profile: Profile, cond: Condition, items: Sequence[Explaine
         for kind, e in it.explanations.items():
             for label, pairs in timed_views(e, (extra_heads or {}).get(kind, ())):
                 words = word_boundaries(e, pairs, profile.reducer)
-                out.append({"condition": cond.name, "kind": kind, "view": label, "utterance": it.utt.utt_id,
-                            "errors": timestamps.boundary_errors(words, ref), "words": words})
+                out.append(TimedWords(cond.name, kind, label, it.utt.utt_id, words,
+                                      timestamps.boundary_errors(words, ref)))
     return out
 
 
-def timestamp_table(profile: Profile, errors: Sequence[dict[str, Any]]) -> Any:
+def timestamp_table(profile: Profile, errors: Sequence[TimedWords]) -> Any:
     """One row per condition, kind and view: :class:`.timestamps.TimingSummary` over utterances
     (``pandas.DataFrame``), plus matched and reference word counts."""
     import pandas as pd
 
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in errors:
-        groups.setdefault((r["condition"], r["kind"], r["view"]), []).append(r["errors"])
+        groups.setdefault((r.condition, r.kind, r.view), []).append(r.errors)
     rows = []
     for (cond, kind, view), errs in groups.items():
         s = timestamps.timing_summary(errs, n_bootstrap=profile.n_bootstrap, seed=profile.seed,
@@ -193,7 +236,7 @@ def timestamp_table(profile: Profile, errors: Sequence[dict[str, Any]]) -> Any:
 
 def head_selection(profile: Profile, cond: Condition, items: Sequence[Explained],
                    refs: dict[str, alignment.Words], corr: Any = None, kind: str = "CA",
-                   target: str = "SM_H") -> dict[str, Any]:
+                   target: str = "SM_H") -> HeadSelection:
     """Alignment heads for a checkpoint, chosen on half of the utterances and evaluated on the other
     half (2-fold: the first and the second half of the explained utterances, each chosen on the
     other); ``k`` = the number of heads the model ships (or 6).
@@ -204,13 +247,13 @@ def head_selection(profile: Profile, cond: Condition, items: Sequence[Explained]
       utterances (``corr``, a :class:`~..evaluate.results.CorrelationTable`; needs no reference at all);
     * ``shipped``: the model's own alignment heads.
 
-    Returns ``heads`` (name -> list of ``[layer, head]`` per fold, usable as
-    ``generation_config.alignment_heads``) and ``summary`` (name -> :class:`.timestamps.TimingSummary`
+    Returns a :class:`HeadSelection`: ``heads`` (name -> list of ``[layer, head]`` per fold, usable
+    as ``generation_config.alignment_heads``) and ``summary`` (name -> :class:`.timestamps.TimingSummary`
     of the held-out word boundaries, both folds pooled).
     """
     have = [it for it in items if it.utt.utt_id in refs]
     if len(have) < 2:  # nothing to choose on and evaluate on separately
-        return {"heads": {}, "summary": {}, "k": 0}
+        return HeadSelection({}, {}, 0)
     e0 = have[0][kind]
     k = len(e0.alignment_heads) or 6
     half = len(have) // 2
@@ -242,19 +285,19 @@ def head_selection(profile: Profile, cond: Condition, items: Sequence[Explained]
     summary = {name: timestamps.timing_summary(errs, n_bootstrap=profile.n_bootstrap, seed=profile.seed,
                                                min_utterances=profile.min_utterances)
                for name, errs in held.items() if errs}
-    return {"heads": heads, "summary": summary, "k": k}
+    return HeadSelection(heads, summary, k)
 
 
-def heads_table(selection: dict[str, dict[str, Any]]) -> Any:
+def heads_table(selection: dict[str, HeadSelection]) -> Any:
     """:func:`head_selection` results of several conditions as one table (``pandas.DataFrame``): per
     condition and way of choosing, the heads of each fold and the held-out timing summary."""
     import pandas as pd
 
     rows = []
     for name, sel in selection.items():
-        for how, summ in sel["summary"].items():
-            rows.append({"condition": name, "heads": how, "k": sel["k"],
-                         "chosen (layer, head; 0-based, fold 1 / fold 2)": " / ".join(str(h) for h in sel["heads"][how]),
+        for how, summ in sel.summary.items():
+            rows.append({"condition": name, "heads": how, "k": sel.k,
+                         "chosen (layer, head; 0-based, fold 1 / fold 2)": " / ".join(str(h) for h in sel.heads[how]),
                          **summ.record()})
     cols = ["condition", "heads", "k", "chosen (layer, head; 0-based, fold 1 / fold 2)"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols + ["utterances", "words"])
