@@ -148,3 +148,32 @@ def test_sensitivity_plots_one_marker_per_condition_and_setting():
     assert sorted(t.get_text() for t in fig3.axes[0].texts) == sorted(["1.00", "0.97", "1.00", "0.97", "0.50",
                                                                      "0.50", "1.00"])
     plt.close("all")
+
+
+def test_the_notebooks_panel_figures_have_one_axis_per_panel():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from crossattn_saliency.evaluate.results import DeletionRecord, DeletionTable, Ranking
+    from crossattn_saliency.present import charts
+
+    class Corr:
+        def head_grid(self, condition, kind, target):
+            return np.arange(6.0).reshape(2, 3) / 10
+
+        def select(self, kind, target, view_kind, condition):
+            return [SimpleNamespace(rho=0.1 * l, rho_lo=0.0, rho_hi=0.2) for l in range(3)]
+
+    fig = charts.head_heatmaps(Corr(), "c", ["CA", "NormCA"])
+    assert len([a for a in fig.axes if a.get_title().startswith("rho(")]) == 4 and fig._suptitle.get_text() == "c"
+    assert len(charts.rho_by_layer_panels(Corr(), ["a", "b"]).axes) == 2
+    rec = DeletionRecord("c", "u", Ranking("CA", "expanded"), (0.0, 50.0, 100.0), (0.0, 40.0, 100.0), (0, 5, 10),
+                         ("", "", ""), 40.0)
+    import dataclasses
+
+    fig = charts.deletion_panels(DeletionTable([rec, dataclasses.replace(rec, condition="d")]), ["c", "d"], ["expanded"])
+    assert [a.get_title() for a in fig.axes] == ["c", "d"]
+    rows = [SimpleNamespace(condition="c", label="CA · all layers", start_ms=np.array([10.0, 30.0]))]
+    fig = charts.timing_panels(rows, ["c"], {"c": 20.0})
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "c"

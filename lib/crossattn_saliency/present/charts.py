@@ -18,7 +18,8 @@ from .figures import axis
 
 __all__ = ["plot_layer_head_heatmap", "plot_rho_by_layer", "plot_deletion_curves", "plot_reliability_curve",
            "plot_attention_summary", "plot_disattenuation_validation", "plot_timing_errors", "plot_sensitivity",
-           "plot_agreement_matrix", "plot_claims_forest"]
+           "plot_agreement_matrix", "plot_claims_forest", "head_heatmaps", "rho_by_layer_panels", "deletion_panels",
+           "timing_panels"]
 
 
 def plot_layer_head_heatmap(rho: np.ndarray, ax: Axes | None = None, title: str | None = None,
@@ -380,4 +381,60 @@ def plot_claims_forest(estimates: Mapping[str, Mapping[str, tuple[float, float, 
         ax.set_title((titles or {}).get(claim, claim), fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def head_heatmaps(corr: Any, condition: str, kinds: Sequence[str], targets: Sequence[str] = ("SM_X", "SM_H")
+                  ) -> Figure:
+    """One condition's layer x head heatmaps of rho(head, reference): a row per layered kind, a
+    column per reference (``corr``: a :class:`~..evaluate.results.CorrelationTable`)."""
+    fig, axes = plt.subplots(len(kinds), len(targets), figsize=(6 * len(targets), 3.4 * len(kinds)), squeeze=False,
+                             constrained_layout=True)
+    for row, kind in zip(axes, kinds):
+        for ax, target in zip(row, targets):
+            plot_layer_head_heatmap(corr.head_grid(condition, kind, target), ax=ax, title=f"rho({kind} head, {target})")
+    fig.suptitle(condition)
+    return fig
+
+
+def rho_by_layer_panels(corr: Any, conditions: Sequence[str], kind: str = "CA",
+                        targets: Sequence[str] = ("SM_X", "SM_H")) -> Figure:
+    """rho(``kind`` layer, reference) with its interval per decoder layer, one panel per reference,
+    one line per condition (relative depth on the x axis: models of different depth side by side)."""
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 3.6), constrained_layout=True,
+                             squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        by = {name: [[r.rho, r.rho_lo, r.rho_hi] for r in corr.select(kind, target, "layer", name)]
+              for name in conditions}
+        plot_rho_by_layer(by, ax=ax, relative_depth=True)
+        ax.set_title(f"rho({kind} layer, {target})")
+    return fig
+
+
+def deletion_panels(dels: Any, conditions: Sequence[str], variants: Sequence[str]) -> Figure:
+    """Deletion curves of ``variants`` (ranking variants, floors included), one panel per condition
+    (``dels``: a :class:`~..evaluate.results.DeletionTable`)."""
+    fig, axes = plt.subplots(1, len(conditions), figsize=(4.6 * len(conditions), 4.0), squeeze=False,
+                             constrained_layout=True)
+    for ax, name in zip(axes[0], conditions):
+        plot_deletion_curves(dels.curves(name, variants=tuple(variants)), ax=ax)
+        ax.set_title(name, fontsize=9)
+        ax.legend(frameon=False, fontsize=6)
+    return fig
+
+
+def timing_panels(errors: Sequence[Any], conditions: Sequence[str],
+                  floors_ms: Mapping[str, float | None] | None = None) -> Figure:
+    """Word-start errors (ms) of every explanation, one panel per condition (``errors``:
+    :class:`~..run.timing.TimedWords`-like rows with ``condition``, ``label``, ``start_ms``);
+    ``floors_ms``: condition -> the measurable floor (two references' disagreement) or None."""
+    fig, axes = plt.subplots(1, len(conditions), figsize=(7.5 * len(conditions), 5.2), squeeze=False,
+                             constrained_layout=True)
+    for ax, name in zip(axes[0], conditions):
+        by: dict[str, list[np.ndarray]] = {}
+        for r in errors:
+            if r.condition == name:
+                by.setdefault(r.label, []).append(r.start_ms)
+        plot_timing_errors({k: np.concatenate(v) for k, v in by.items()}, ax=ax, title=name,
+                           floor_ms=(floors_ms or {}).get(name))
     return fig
