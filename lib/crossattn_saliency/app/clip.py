@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -148,7 +148,8 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
                  language: str = "en", transcript: str | None = None, kinds: Sequence[str] = DEFAULT_KINDS,
                  perturbations: int | None = None, perturbations_h: int | None = None,
                  sampling_rate: int | None = None, profile: str = "default", seed: int = 0,
-                 cache: str | Path | None = None, progress: bool = True) -> Explained:
+                 cache: str | Path | None = None, progress: bool = True,
+                 overrides: Mapping[str, Any] | None = None) -> Explained:
     """Explain one clip with every kind in ``kinds`` (see the module docstring).
 
     Parameters
@@ -160,6 +161,8 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
     kinds : registered explanation kinds (:data:`.kinds.REGISTRY`).
     perturbations, perturbations_h : SPES budgets of SM_X and SM_H (default: the profile's).
     profile : the run profile whose other settings apply (decoding beam, dtype, backend, reducer).
+    overrides : profile fields to change for this clip (e.g. ``{"spes_backend": "torch", "dtype":
+        "float32"}`` for exact SPES passes); the result store keys every record by them.
     cache : result store folder (default ``<assets>/clips``; ``config.assets_dir()``).
     """
     from ..core.config import Condition, derive_seed
@@ -177,7 +180,10 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
     if unknown or not kinds:
         raise ClipError(f"unknown explanation kind(s) {unknown or '(none given)'}; registered: {list(K.REGISTRY)}")
     samples, name = load_clip_audio(audio, sampling_rate)
-    base = config.get_profile(profile)
+    try:
+        base = config.get_profile(profile, **dict(overrides or {}))
+    except ValueError as exc:
+        raise ClipError(str(exc)) from exc
     try:
         loaded = loading.load_model(model, dtype=base.model_dtype, device=base.device)
     except loading.ModelError as exc:
