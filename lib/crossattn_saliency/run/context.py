@@ -16,8 +16,6 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
-
 from ..core import config
 from ..core.config import Condition, Profile
 from ..models.decoding import Hypothesis, Utterance

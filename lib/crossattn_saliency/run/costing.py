@@ -6,14 +6,13 @@ SPES and gradient maps record the seconds their computation took; attention kind
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
 from ..core.config import Profile
 from ..explain import kinds
-from ..explain.explanation import Explanation, Explained
+from ..explain.explanation import Explained
 from . import keys
 from .context import Context, condition
 from .utterances import context_for
