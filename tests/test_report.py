@@ -390,3 +390,85 @@ def test_the_claims_table_reads_ca_against_the_best_model_blind_baseline():
     assert "beats_baselines_x" in out.attrs["estimates"]
     plain = claims.claims_table(*_tables(), n_bootstrap=300, margin=MARGIN).set_index("claim")
     assert plain.loc["beats_baselines_x", "verdict"] == "not testable at this size"      # no baseline kinds
+
+
+# --------------------------------------------------------------------------- clips nested in speakers
+
+def _with_speakers(corr, spk):
+    """The rows with the speakers of their condition's utterances (``spk``: condition -> labels)."""
+    import dataclasses
+
+    return CorrelationTable([dataclasses.replace(r, speakers=tuple(spk[r.condition])) if r.condition in spk else r
+                             for r in corr.rows])
+
+
+def test_the_claims_table_passes_the_speakers_of_the_rows_through(tmp_path):
+    from crossattn_saliency.evaluate import stats
+
+    corr, *rest = _tables()
+    real, it_asr, it_st = "whisper-base__en-real__asr", "whisper-base__it-tts__asr", "whisper-base__it-tts__st"
+    spk = {real: [f"s{i // 3}" for i in range(12)], it_asr: ["it voice"] * 12, it_st: ["it voice"] * 12,
+           "whisper-base__en-tts__asr": ["en voice"] * 12}
+    corr_s = _with_speakers(corr, spk)
+    row = corr_s.get(real, "CA", "SM_X", View("all"))
+    assert row.groups("speaker") == tuple(spk[real]) and row.groups("clip") is None and row.groups(None) is None
+    assert "speakers" not in row.record()                                # per-utterance, like rho_per_utterance
+    with pytest.raises(ValueError, match="bootstrap clusters"):
+        row.groups("utterance")
+    nested = claims.claims_table(corr_s, *rest, n_bootstrap=300, margin=MARGIN, clusters="speaker")
+    flat = claims.claims_table(corr_s, *rest, n_bootstrap=300, margin=MARGIN, clusters="clip")
+    plain = claims.claims_table(corr, *rest, n_bootstrap=300, margin=MARGIN)
+    assert nested.attrs["clusters"] == "speaker" and nested.attrs["speakers"][real] == 4
+    assert nested.attrs["speakers"][it_asr] == 1 and plain.attrs["speakers"][real] == 0
+    # the mean head against all layers, by hand: speakers resampled, then clips
+    heads = np.array([r.rho_per_utterance for r in corr_s.select("CA", "SM_X", "head", real)])
+    want = stats.paired_estimate(row.rho_per_utterance, heads.mean(axis=0), average="mean", n_bootstrap=300,
+                                 groups=spk[real])
+    assert "resampling speakers, then clips (4 speakers)" in want.method
+    assert nested.attrs["estimates"]["averaging"][real] == (want.value, want.lo, want.hi)
+    assert nested.attrs["estimates"]["averaging"][real] != flat.attrs["estimates"]["averaging"][real]
+    # "clip" (and no clusters) give today's numbers; one voice resamples clips either way
+    pd.testing.assert_frame_equal(flat, plain)
+    assert flat.attrs["estimates"] == plain.attrs["estimates"]
+    assert nested.attrs["estimates"]["averaging"][it_asr] == flat.attrs["estimates"]["averaging"][it_asr]
+    with pytest.raises(ValueError, match="bootstrap_clusters"):
+        claims.claims_table(corr_s, *rest, n_bootstrap=100, margin=MARGIN, clusters="speakers")
+    # the report: how intervals resample, and "on these clips" for the one-voice conditions
+    config = _config
+    text = report.report_markdown(config.get_profile("smoke"), nested, tmp_path)
+    assert "intervals resample speakers, then clips within each drawn speaker" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("- One speaker:"))
+    assert "on these clips" in line and it_asr in line and it_st in line and real not in line
+    assert "intervals resample clips as if independent" in report.report_markdown(config.get_profile("smoke"), flat, tmp_path)
+    assert "- One speaker:" not in report.report_markdown(config.get_profile("smoke"), plain, tmp_path)
+
+
+def test_the_profile_decides_what_intervals_resample():
+    config = _config
+    assert config.Profile.__dataclass_fields__["bootstrap_clusters"].default == "speaker"
+    assert {config.get_profile(n).bootstrap_clusters for n in ("smoke", "paper")} == {"speaker"}
+
+
+def test_correlation_rows_redraw_their_intervals_over_speakers_then_clips():
+    from types import SimpleNamespace
+
+    from crossattn_saliency.evaluate import reliability
+    from crossattn_saliency.run import correlating
+
+    cfg = _config.get_profile("smoke").with_overrides(n_bootstrap=300, min_utterances=8)
+    items = [SimpleNamespace(utt=SimpleNamespace(row={"speaker": f"s{i // 3}"})) for i in range(12)]
+    spk = correlating.speakers_of(items)
+    assert spk == tuple(f"s{i // 3}" for i in range(12))
+    assert correlating.speakers_of(items[:2] + [SimpleNamespace(utt=SimpleNamespace(row={}))]) == ()
+    assert correlating._groups(cfg, spk, 12) == spk
+    assert correlating._groups(cfg.with_overrides(bootstrap_clusters="clip"), spk, 12) is None
+    assert correlating._groups(cfg, (), 12) is None
+    rng = np.random.default_rng(0)
+    rho = np.repeat([0.2, 0.4, 0.6, 0.8], 3) + 0.01 * rng.standard_normal(12)   # speakers far apart
+    cc = reliability.corrected_correlation(rho, np.full(12, 0.02), np.full(12, 0.6), np.full(12, 0.01),
+                                           n_bootstrap=300, seed=cfg.seed, min_utterances=8)
+    assert correlating._clustered(cfg, cc, None) == (cc.rho.lo, cc.rho.hi, cc.disattenuated.lo, cc.disattenuated.hi)
+    one = correlating._clustered(cfg, cc, ("voice",) * 12)                    # one voice: clips, today's numbers
+    assert one == pytest.approx((cc.rho.lo, cc.rho.hi, cc.disattenuated.lo, cc.disattenuated.hi))
+    lo, hi, dlo, dhi = correlating._clustered(cfg, cc, spk)
+    assert hi - lo > cc.rho.hi - cc.rho.lo and dhi - dlo > cc.disattenuated.hi - cc.disattenuated.lo

@@ -425,3 +425,58 @@ def test_estimate_is_frozen():
     e = Estimate(0.1, 0.0, 0.2, 9, "mean")
     with pytest.raises(Exception):
         e.value = 0.3  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- clips nested in speakers
+
+def _two_speakers() -> tuple[np.ndarray, list[str]]:
+    """Two speakers with very different means, 6 clips each, little spread within a speaker."""
+    rng = np.random.default_rng(3)
+    v = np.concatenate([0.2 + 0.02 * rng.standard_normal(6), 0.7 + 0.02 * rng.standard_normal(6)])
+    return v, ["A"] * 6 + ["B"] * 6
+
+
+@pytest.mark.parametrize("average", ["fisher", "mean"])
+def test_cluster_bootstrap_wider_with_speakers_far_apart(average):
+    v, spk = _two_speakers()
+    flat = stats.set_estimate(v, average=average, n_bootstrap=2000, seed=1)
+    nested = stats.set_estimate(v, average=average, n_bootstrap=2000, seed=1, groups=spk)
+    assert nested.value == flat.value and nested.n == flat.n == 12
+    assert _width(nested) > 1.5 * _width(flat)
+    assert "resampling speakers, then clips (2 speakers)" in nested.method
+    assert flat.method == stats._METHODS[average]  # without groups: today's text
+    # paired: a shifted copy of the speaker effect in a only
+    b = np.full(12, 0.1)
+    pf = stats.paired_estimate(v, b, average=average, n_bootstrap=2000, seed=1)
+    pn = stats.paired_estimate(v, b, average=average, n_bootstrap=2000, seed=1, groups=spk)
+    assert pn.value == pf.value and _width(pn) > 1.5 * _width(pf)
+    assert "resampling speakers, then clips" in pn.method
+
+
+@pytest.mark.parametrize("average", ["fisher", "mean"])
+def test_one_speaker_equals_flat_bootstrap(average):
+    v, _ = _two_speakers()
+    b = v[::-1] - 0.1
+    for f in (lambda **k: stats.set_estimate(v, average=average, seed=4, **k),
+              lambda **k: stats.paired_estimate(v, b, average=average, seed=4, **k)):
+        flat, one = f(), f(groups=["tts voice"] * 12)
+        assert (one.value, one.lo, one.hi, one.n) == (flat.value, flat.lo, flat.hi, flat.n)
+        assert one.method.endswith("one speaker: clips resampled")
+
+
+def test_cluster_bootstrap_seeded_and_drops_nonfinite_with_labels():
+    v, spk = _two_speakers()
+    v = v.copy()
+    v[0] = NAN
+    e1 = stats.set_estimate(v, average="mean", seed=7, groups=spk)
+    e2 = stats.set_estimate(v, average="mean", seed=7, groups=spk)
+    e3 = stats.set_estimate(v, average="mean", seed=8, groups=spk)
+    assert e1 == e2 and e1.n == 11 and (e1.lo, e1.hi) != (e3.lo, e3.hi)
+    w1 = stats.cluster_weights(spk, 50, 0)
+    assert np.array_equal(w1, stats.cluster_weights(spk, 50, 0))
+    assert w1.shape == (50, 12) and np.all(w1.sum(axis=1) > 0) and np.all(w1.sum(axis=1) % 6 == 0)
+    with pytest.raises(ValueError, match="one label per value"):
+        stats.set_estimate(v, groups=spk[:5])
+    # below the minimum: no interval, grouped or not
+    few = stats.set_estimate(v[:5], groups=spk[:5])
+    assert not few.has_interval and few.n == 4

@@ -242,6 +242,14 @@ class Profile:
     n_bootstrap: int = 1000
     #: fewer utterances than this: values without intervals, verdicts "not testable at this size"
     min_utterances: int = 8
+    #: what set-level intervals over utterances resample first: ``"speaker"`` (a two-stage cluster
+    #: bootstrap: speakers with replacement, then clips within each drawn speaker) or ``"clip"``
+    #: (clips alone, as if independent). "speaker": the explained clips of a condition come from a
+    #: few speakers (en-real: 4, at most ``saliency_per_speaker`` each; a TTS set: one voice), and
+    #: clips of one voice are not independent evidence, so resampling clips alone gives intervals
+    #: too narrow for the speakers' population; a one-speaker set resamples its clips either way
+    #: (the interval then speaks for these clips of that voice)
+    bootstrap_clusters: str = "speaker"
     #: verdicts (``verdicts.judge``): a claim's size "holds" only where the whole 95% interval lies inside
     #: the study's reported range widened by this much on each side. 0.05 is the study's own spread
     #: between its models on the one figure it reports per model (best rho(CA, SM_X): base 0.588, small
@@ -254,6 +262,11 @@ class Profile:
     #: disattenuated value is "not estimable"
     reliability_splits: int = 8
     null_permutations: int = 8
+    #: how a reference map's full-budget reliability is estimated (``run.noise.reference_noise``):
+    #: "spearman-brown" (split halves stepped up) or "bootstrap" (perturbations resampled within each
+    #: level, the reducer applied to every replicate: ``reliability.bootstrap_reliability``). The
+    #: bootstrap is validated on synthetic max-pooled maps only, not yet on real maps, so it is not the default
+    reliability_method: str = "spearman-brown"
     reliability_floor: float = 0.3
     #: the budget rule (``reliability.budget_rule``): corrected reliability the median map of each
     #: reference should reach at the profile's budget (SM_X: clear of the floor; SM_H, the cheap

@@ -99,7 +99,7 @@ def _independent_difference(e: Estimate, f: Estimate) -> Estimate:
 def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: Any, kind: str = "CA",
                  reducer: str = "max2d", n_bootstrap: int = 1000, seed: int = 0,
                  min_utterances: int | None = None, disattenuation_ok: bool | None = None, *,
-                 margin: float) -> Any:
+                 margin: float, clusters: str | None = None) -> Any:
     """The study's claims next to our figures, each with a verdict that survives multiplicity.
 
     Parameters
@@ -115,6 +115,11 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
         claims are decided on raw values, not on disattenuated ones.
     margin : the profile's ``equivalence_margin``: how far outside the study's range
         (:data:`STUDY_RANGES`) a whole interval may reach and still match it.
+    clusters : the profile's ``bootstrap_clusters``: ``"speaker"``: the intervals this table draws
+        from per-utterance correlations resample the speakers the rows carry (``speakers``), then
+        clips; ``"clip"`` or ``None`` (no default of its own: ``None`` means clips alone, today's
+        numbers): clips alone. The rows' own intervals (``rho_lo``, ``dis_lo``, ...) and the mixing
+        rows' were drawn by ``run.correlating`` under the same profile field.
 
     Returns
     -------
@@ -127,17 +132,33 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
     "holds", by name, with their figures), ``decisions`` (the claim's interval decisions in
     the family) and ``undecided by Holm`` (those that decide at their own 95% level but not
     after Holm's step-down over the whole family, :func:`.verdicts.holm`, and so read
-    "undecided"). Layers print 1-based ("layer 4 of 4").
+    "undecided"). Layers print 1-based ("layer 4 of 4"). ``attrs["speakers"]``: per condition, the
+    number of distinct speakers of its explained clips (0 where the rows carry none), and
+    ``attrs["clusters"]``: ``clusters`` (for the report's method text).
     """
     import pandas as pd
 
     if margin is None or not math.isfinite(float(margin)) or margin < 0:
         raise ValueError(f"margin must be a finite number >= 0 (the profile's equivalence_margin), got {margin!r}")
+    if clusters not in (None, "speaker", "clip"):
+        raise ValueError(f"clusters must be the profile's bootstrap_clusters ('speaker' or 'clip'), got {clusters!r}")
     mu = stats.MIN_UTTERANCES if min_utterances is None else int(min_utterances)
     kw = dict(n_bootstrap=n_bootstrap, seed=seed, min_utterances=mu)
     use_dis = disattenuation_ok is not False  # a failed check: decide on raw values
     conds = list(dict.fromkeys(r.condition for r in corr.rows if r.kind == kind))
     nan = float("nan")
+
+    def grp(c: str, target: str = "SM_X") -> Any:
+        """The labels intervals over condition ``c``'s utterances resample first (None: clips)."""
+        try:
+            return corr.get(c, kind, target, View("all")).groups(clusters)
+        except KeyError:
+            return None
+
+    def speakers_of(c: str) -> int:
+        rs = [r for r in corr.rows if r.condition == c and r.kind == kind]
+        return len(set(rs[0].speakers)) if rs else 0
+
     # one entry per claim: per (condition -> (verdict, p)), raw / dis (condition -> text), or a fixed verdict
     rows: list[dict[str, Any]] = []
 
@@ -156,13 +177,14 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
     for c in conds:
         heads, hv = per_utt(c, "SM_X", "head")
         a = np.asarray(corr.get(c, kind, "SM_X", View("all")).rho_per_utterance)
-        each = [stats.paired_estimate(a, h, average="mean", **kw) for h in hv]
+        g = grp(c)
+        each = [stats.paired_estimate(a, h, average="mean", groups=g, **kw) for h in hv]
         o, p, below, above = verdicts.heads_decision(each)
         p1[c] = (o, p)
         spread = float(np.max([r.rho for r in heads]) - np.min([r.rho for r in heads]))
         t1[c] = (f"{below} of {len(heads)} heads surely below all layers, {above} surely above (paired, Holm over "
                  f"the heads); head spread {spread:.2f}")
-        e2 = stats.paired_estimate(a, hv.mean(axis=0), average="mean", **kw)
+        e2 = stats.paired_estimate(a, hv.mean(axis=0), average="mean", groups=g, **kw)
         p2[c] = verdicts.decision(e2)
         x2[c] = e2
         t2[c] = f"all layers minus mean head {e2.text('+.2f')}"
@@ -174,7 +196,7 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
         layers, lv = per_utt(c, "SM_X", "layer")
         n_layers = len(layers)
         late = np.array([r.view.layer >= n_layers / 2 for r in layers])
-        e = stats.paired_estimate(lv[late].mean(0), lv[~late].mean(0), average="mean", **kw)
+        e = stats.paired_estimate(lv[late].mean(0), lv[~late].mean(0), average="mean", groups=grp(c), **kw)
         best = layers[int(np.nanargmax([r.rho for r in layers]))]
         p3[c] = verdicts.decision(e)
         x3[c] = e
@@ -214,7 +236,7 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
     for target in ("SM_X", "SM_H"):
         pb, tb, xb = {}, {}, {}
         for m in margins.baseline_margins(corr, kind=kind, targets=(target,), n_bootstrap=n_bootstrap, seed=seed,
-                                          min_utterances=mu):
+                                          min_utterances=mu, clusters=clusters):
             e = stats.Estimate(m.margin, m.margin_lo, m.margin_hi, m.utterances, "paired Fisher z difference", mu)
             pb[m.condition] = verdicts.decision(e)
             tb[m.condition] = (f"{kind} {_fmt(m.rho_kind)} vs best baseline {m.baseline} {_fmt(m.rho_baseline)}: "
@@ -246,8 +268,8 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
             if en in conds:
                 a = np.asarray(corr.get(en, kind, "SM_X", View("all")).rho_per_utterance)
                 b = np.asarray(corr.get(c, kind, "SM_X", View("all")).rho_per_utterance)
-                e = stats.set_estimate(b, average="fisher", **kw)
-                f = stats.set_estimate(a, average="fisher", **kw)
+                e = stats.set_estimate(b, average="fisher", groups=grp(c), **kw)
+                f = stats.set_estimate(a, average="fisher", groups=grp(en), **kw)
                 diff = _independent_difference(e, f)  # the p of the decision; the verdict: the intervals apart
                 if not (e.has_interval and f.has_interval):
                     p8[key] = (verdicts.UNTESTABLE, nan)
@@ -265,7 +287,7 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
                 a = np.asarray(corr.get(c, kind, "SM_X", View("all")).rho_per_utterance)
                 b = np.asarray(corr.get(st, kind, "SM_X", View("all")).rho_per_utterance)
                 if a.size == b.size:
-                    e = stats.paired_estimate(b, a, average="fisher", **kw)
+                    e = stats.paired_estimate(b, a, average="fisher", groups=grp(c), **kw)
                     p8[f"task ({model})"] = verdicts.decision(e, direction=-1)
                     t8[f"task ({model})"] = f"{st} minus {c} (same audio): {e.text('+.2f')}"
     add("it_st", "language on synthetic speech; task on the same audio", p8, t8,
@@ -340,6 +362,8 @@ def claims_table(corr: Any, mixing: Any, deletion: Any, reducers: Any, quality: 
     # for the report's summary and forest plot: the final verdict and the decided estimate per condition
     out.attrs["verdicts"] = {r["claim"]: {k: (verdicts.UNDECIDED if (i, k) in held else o)
                                           for k, (o, _) in r["per"].items()} for i, r in enumerate(rows)}
+    out.attrs["speakers"] = {c: speakers_of(c) for c in conds}
+    out.attrs["clusters"] = clusters
     out.attrs["estimates"] = {r["claim"]: {k: (float(e.value), float(e.lo), float(e.hi)) for k, e in r["est"].items()}
                               for r in rows if r["est"]}
     return out

@@ -89,7 +89,7 @@ def baseline_margins(table: CorrelationTable | Iterable[CorrelationRow], kind: s
                      view: View | None = View("all"), targets: Sequence[str] = TARGETS,
                      baselines: Sequence[str] = TRIVIAL_BASELINES, *, average: str = "fisher",
                      n_bootstrap: int = 1000, seed: int = 0,
-                     min_utterances: int = MIN_UTTERANCES) -> list[BaselineMargin]:
+                     min_utterances: int = MIN_UTTERANCES, clusters: str | None = None) -> list[BaselineMargin]:
     """Per condition (in table order) and reference in ``targets``: ``kind``'s margin over the best
     of ``baselines`` (see the module docstring for the rows it needs).
 
@@ -103,6 +103,9 @@ def baseline_margins(table: CorrelationTable | Iterable[CorrelationRow], kind: s
         ``rho`` in that condition against that reference.
     average, n_bootstrap, seed, min_utterances : as in :func:`.stats.paired_estimate` (``"fisher"``:
         difference of Fisher-z means; ``"mean"``: mean of the per-utterance differences).
+    clusters : the profile's ``bootstrap_clusters``: ``"speaker"`` resamples the speakers the kind's
+        row carries, then clips (:meth:`~.results.CorrelationRow.groups`); ``"clip"`` or ``None``
+        (the default): clips alone.
 
     Returns
     -------
@@ -124,7 +127,7 @@ def baseline_margins(table: CorrelationTable | Iterable[CorrelationRow], kind: s
                 raise ValueError(f"{cond} / {target}: {kind} has {a.size} per-utterance correlations, "
                                  f"{best.kind} {b.size}: rows of different utterance sets cannot be paired")
             est = paired_estimate(a, b, average=average, n_bootstrap=n_bootstrap, seed=seed,
-                                  min_utterances=min_utterances)
+                                  min_utterances=min_utterances, groups=r.groups(clusters))
             every = tuple((x.kind, float(x.rho)) for name in baselines for x in rows
                           if x.condition == cond and x.target == target and x.kind == name and x.view is None)
             out.append(BaselineMargin(

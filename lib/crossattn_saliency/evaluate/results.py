@@ -31,7 +31,9 @@ class CorrelationRow:
     with its interval (NaN, "not estimable", below the reliability floor).
     ``rho_per_utterance``, ``rho_null_per_utterance``, ``r_half_per_utterance``,
     ``r_half_null_per_utterance``: the per-utterance values behind the set level (for paired
-    comparisons such as the context-mixing gain).
+    comparisons such as the context-mixing gain). ``speakers``: the speaker of each utterance,
+    aligned with ``rho_per_utterance`` (empty where unknown), so that set-level intervals can
+    resample speakers, then clips (``stats.set_estimate(..., groups=row.groups(clusters))``).
     """
 
     condition: str
@@ -63,11 +65,22 @@ class CorrelationRow:
     rho_null_per_utterance: tuple[float, ...] = ()
     r_half_per_utterance: tuple[float, ...] = ()
     r_half_null_per_utterance: tuple[float, ...] = ()
+    speakers: tuple[str, ...] = ()
+
+    def groups(self, clusters: str | None) -> tuple[str, ...] | None:
+        """The labels a bootstrap over this row's utterances resamples first: the speakers with
+        ``clusters == "speaker"`` (where every utterance has one), else ``None`` (clips alone;
+        ``clusters`` ``"clip"`` or ``None``)."""
+        if clusters not in (None, "speaker", "clip"):
+            raise ValueError(f"unknown bootstrap clusters {clusters!r}; choose 'speaker' or 'clip'")
+        if clusters == "speaker" and self.speakers and len(self.speakers) == len(self.rho_per_utterance):
+            return self.speakers
+        return None
 
     def record(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("view", "n_layers", "rho_per_utterance", "rho_null_per_utterance", "r_half_per_utterance",
-                  "r_half_null_per_utterance"):
+                  "r_half_null_per_utterance", "speakers"):
             d.pop(k)
         view = self.view.fields(self.n_layers) if self.view is not None else \
             {"view": "map", "view_kind": "map", "layer": None, "head": None}

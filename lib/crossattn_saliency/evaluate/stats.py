@@ -17,6 +17,12 @@ Estimates (:class:`Estimate`)
   ``lo = hi = NaN`` and the text says "no interval below 8 utterances".
 * Paired quantities (two series on the same utterances, :func:`paired_estimate`)
   resample whole utterances, so what the two series share cancels out.
+* Utterances nested in speakers (``groups=``, one label per value, of :func:`set_estimate`
+  and :func:`paired_estimate`): with at least 2 speakers a two-stage cluster bootstrap
+  (:func:`cluster_weights`: speakers with replacement, then clips within each drawn speaker
+  with replacement; the statistic over all drawn clips), so that clips of one voice do not
+  count as independent evidence; with one speaker the clips are resampled as without groups
+  (the same numbers; there is nothing else to resample) and the method says so.
 * Token-level values nested in utterances (:func:`hierarchical_estimate`) get a
   two-level bootstrap: utterances with replacement, then tokens within each
   chosen utterance with replacement.
@@ -29,14 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 __all__ = [
     "MIN_UTTERANCES", "AVERAGES", "bootstrap_indices", "percentile_interval", "resampled_interval", "bootstrap_ci",
     "paired_bootstrap_ci", "fisher_z", "fisher_mean", "Estimate", "set_estimate", "paired_estimate",
-    "hierarchical_estimate",
+    "hierarchical_estimate", "cluster_weights", "CLUSTERED", "ONE_CLUSTER",
 ]
 
 
@@ -55,6 +61,12 @@ _METHODS = {
 }
 
 
+#: What the method text of an estimate adds when its interval resampled speakers, then clips
+#: (``{}``: the number of speakers), or when all its clips come from one speaker.
+CLUSTERED = "resampling speakers, then clips ({} speakers)"
+ONE_CLUSTER = "one speaker: clips resampled"
+
+
 #: Largest |r| kept before ``arctanh`` (so r = +-1 stays finite).
 _R_MAX = 1.0 - 1e-7
 
@@ -64,6 +76,45 @@ def bootstrap_indices(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     return np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))
+
+
+def cluster_weights(groups: Sequence[Any] | np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:
+    """Two-stage cluster bootstrap as counts: ``n_bootstrap x n``, how often each of the ``n``
+    values (labelled by ``groups``, e.g. the speaker of each utterance) is drawn in each resample.
+
+    Each resample draws the ``G`` distinct groups with replacement (``G`` draws), then, for each
+    drawn group, as many of its values as it has with replacement; a group drawn k times gives
+    k times that many draws (a multinomial over its values). Seeded by
+    ``np.random.default_rng(seed)`` (groups first, then the values, group by group in sorted
+    label order). A statistic of resample ``b`` is then the ``weights[b]``-weighted one of the
+    values (every row has a positive sum).
+    """
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
+    labels = np.asarray([str(g) for g in groups])
+    _, ids = np.unique(labels, return_inverse=True)
+    ids = ids.ravel()
+    n, n_groups = int(ids.size), int(ids.max()) + 1 if ids.size else 0
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((n_bootstrap, n), dtype=np.float64)
+    if not n:
+        return weights
+    drawn = rng.integers(0, n_groups, size=(n_bootstrap, n_groups))  # n_bootstrap x G: groups drawn
+    for g in range(n_groups):
+        members = np.flatnonzero(ids == g)
+        times = (drawn == g).sum(axis=1)  # n_bootstrap: how often group g was drawn
+        weights[:, members] = rng.multinomial(times * members.size, np.full(members.size, 1.0 / members.size))
+    return weights
+
+
+def _groups_of(groups: Sequence[Any] | np.ndarray | None, n_values: int, keep: np.ndarray) -> np.ndarray | None:
+    """The labels of the kept values (``None`` without groups); their number must match the values'."""
+    if groups is None:
+        return None
+    labels = np.asarray([str(g) for g in groups])
+    if labels.size != n_values:
+        raise ValueError(f"groups need one label per value: {labels.size} labels for {n_values} values")
+    return labels[keep]
 
 
 def percentile_interval(replicates: Sequence[float] | np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
@@ -78,10 +129,23 @@ def percentile_interval(replicates: Sequence[float] | np.ndarray, alpha: float =
 
 
 def resampled_interval(stat: Callable[[np.ndarray], float], n: int, n_bootstrap: int = 1000, seed: int = 0,
-                       alpha: float = 0.05) -> tuple[float, float]:
+                       alpha: float = 0.05, groups: Sequence[Any] | np.ndarray | None = None) -> tuple[float, float]:
     """Percentile interval of ``stat(rows)`` over ``n_bootstrap`` resamplings (with
     replacement, :func:`bootstrap_indices`) of ``n`` units, e.g. utterances whose
-    statistic is not a plain function of one value each (a ratio of two means)."""
+    statistic is not a plain function of one value each (a ratio of two means).
+
+    ``groups`` (one label per unit, e.g. its speaker): with 2 or more distinct labels each
+    resample draws groups, then units within them (:func:`cluster_weights`), ``rows`` listing
+    each drawn unit as often as drawn (its length varies); with one label or ``None``, as
+    without groups."""
+    if groups is not None:
+        labels = np.asarray([str(g) for g in groups])
+        if labels.size != n:
+            raise ValueError(f"groups need one label per unit: {labels.size} labels for {n} units")
+        if np.unique(labels).size >= 2:
+            units = np.arange(n)
+            weights = cluster_weights(labels, n_bootstrap, seed).astype(np.int64)
+            return percentile_interval([stat(np.repeat(units, w)) for w in weights], alpha)
     return percentile_interval([stat(row) for row in bootstrap_indices(n, n_bootstrap, seed)], alpha)
 
 
@@ -252,8 +316,28 @@ def _finite_1d(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
+def _with_groups(method: str, labels: np.ndarray | None) -> str:
+    if labels is None:
+        return method
+    n_groups = int(np.unique(labels).size)
+    if n_groups >= 2:
+        return f"{method}; {CLUSTERED.format(n_groups)}"
+    return f"{method}; {ONE_CLUSTER}" if n_groups == 1 else method
+
+
+def _resampled_means(x: np.ndarray, labels: np.ndarray | None, n_bootstrap: int, seed: int) -> np.ndarray:
+    """Means of ``x`` (``n`` or ``series x n``) over resamples: ``n_bootstrap`` (or ``series x
+    n_bootstrap``); clips resampled (:func:`bootstrap_indices`) without groups or with one group,
+    speakers then clips (:func:`cluster_weights`) with 2 or more."""
+    if labels is not None and np.unique(labels).size >= 2:
+        w = cluster_weights(labels, n_bootstrap, seed)  # n_bootstrap x n
+        return (x @ w.T) / w.sum(axis=1)
+    return x[..., bootstrap_indices(x.shape[-1], n_bootstrap, seed)].mean(axis=-1)
+
+
 def set_estimate(values: Sequence[float] | np.ndarray, *, average: str = "fisher", n_bootstrap: int = 1000,
-                 seed: int = 0, alpha: float = 0.05, min_utterances: int = MIN_UTTERANCES) -> Estimate:
+                 seed: int = 0, alpha: float = 0.05, min_utterances: int = MIN_UTTERANCES,
+                 groups: Sequence[Any] | np.ndarray | None = None) -> Estimate:
     """Set-level value of per-utterance values with a bootstrap interval over utterances.
 
     Parameters
@@ -272,6 +356,13 @@ def set_estimate(values: Sequence[float] | np.ndarray, *, average: str = "fisher
         1 - coverage (0.05: a 95% percentile interval).
     min_utterances : int
         Below this many (finite) utterances ``lo = hi = NaN``.
+    groups : sequence, optional
+        One label per value (the speaker of each utterance; dropped with their non-finite
+        values). With 2 or more distinct labels the interval resamples groups, then values
+        within each drawn group (:func:`cluster_weights`) and ``method`` says so
+        (:data:`CLUSTERED`); with one label the values are resampled as without groups (the
+        same numbers) and ``method`` says so (:data:`ONE_CLUSTER`). ``None``: today's
+        resampling of values.
 
     Returns
     -------
@@ -280,9 +371,11 @@ def set_estimate(values: Sequence[float] | np.ndarray, *, average: str = "fisher
         ``alpha/2`` and ``1 - alpha/2`` percentiles are the interval.
     """
     _check_common(average, n_bootstrap, alpha, min_utterances)
+    raw = np.asarray(values, dtype=np.float64).ravel()
+    labels = _groups_of(groups, raw.size, np.isfinite(raw))
     v = _finite_1d(values)
     n = int(v.size)
-    method = _METHODS[average]
+    method = _with_groups(_METHODS[average], labels)
     nan = float("nan")
     if n == 0:
         return Estimate(nan, nan, nan, 0, method, min_utterances)
@@ -290,7 +383,7 @@ def set_estimate(values: Sequence[float] | np.ndarray, *, average: str = "fisher
     value = float(np.tanh(x.mean())) if average == "fisher" else float(x.mean())
     if n < min_utterances:
         return Estimate(value, nan, nan, n, method, min_utterances)
-    boot = x[bootstrap_indices(n, n_bootstrap, seed)].mean(axis=1)  # n_bootstrap
+    boot = _resampled_means(x, labels, n_bootstrap, seed)  # n_bootstrap
     if average == "fisher":
         boot = np.tanh(boot)
     lo, hi = _percentiles(boot, alpha)
@@ -299,7 +392,8 @@ def set_estimate(values: Sequence[float] | np.ndarray, *, average: str = "fisher
 
 def paired_estimate(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, average: str = "fisher",
                     n_bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05,
-                    min_utterances: int = MIN_UTTERANCES) -> Estimate:
+                    min_utterances: int = MIN_UTTERANCES,
+                    groups: Sequence[Any] | np.ndarray | None = None) -> Estimate:
     """Difference of two per-utterance series on the same utterances, bootstrapped in pairs.
 
     Parameters
@@ -314,6 +408,9 @@ def paired_estimate(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
         As in :func:`set_estimate`; resampling draws whole pairs (utterances), so
         the interval is narrower than that of two independent averages when ``a``
         and ``b`` co-vary.
+    groups : sequence, optional
+        One label per pair (the speaker of each utterance), as in :func:`set_estimate`: with
+        2 or more, speakers then clips are resampled, the same draws for ``a`` and ``b``.
 
     Returns
     -------
@@ -326,10 +423,11 @@ def paired_estimate(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
     if av.shape != bv.shape:
         raise ValueError(f"paired values need the same number of utterances: {av.size} vs {bv.size}")
     keep = np.isfinite(av) & np.isfinite(bv)
+    labels = _groups_of(groups, keep.size, keep)
     av, bv = av[keep], bv[keep]
     n = int(av.size)
-    method = ("difference of Fisher z means over utterances (paired)" if average == "fisher"
-              else "mean of paired differences over utterances")
+    method = _with_groups("difference of Fisher z means over utterances (paired)" if average == "fisher"
+                          else "mean of paired differences over utterances", labels)
     nan = float("nan")
     if n == 0:
         return Estimate(nan, nan, nan, 0, method, min_utterances)
@@ -341,11 +439,11 @@ def paired_estimate(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
         value = float(d.mean())
     if n < min_utterances:
         return Estimate(value, nan, nan, n, method, min_utterances)
-    idx = bootstrap_indices(n, n_bootstrap, seed)  # n_bootstrap x n, shared by a and b
-    if average == "fisher":
-        boot = np.tanh(za[idx].mean(axis=1)) - np.tanh(zb[idx].mean(axis=1))
+    if average == "fisher":  # the same draws for a and b
+        ma, mb = _resampled_means(np.stack([za, zb]), labels, n_bootstrap, seed)  # 2 x n_bootstrap
+        boot = np.tanh(ma) - np.tanh(mb)
     else:
-        boot = d[idx].mean(axis=1)
+        boot = _resampled_means(d, labels, n_bootstrap, seed)
     lo, hi = _percentiles(boot, alpha)
     return Estimate(value, lo, hi, n, method, min_utterances)
 

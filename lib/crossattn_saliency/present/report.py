@@ -11,8 +11,8 @@ import numpy as np
 
 from .tables import markdown_table
 
-__all__ = ["REDUCER_TEXT", "NORMALIZATION_TEXT", "replace_section", "downstream_section", "sensitivity_section",
-           "report_markdown"]
+__all__ = ["REDUCER_TEXT", "NORMALIZATION_TEXT", "resampling_text", "replace_section", "downstream_section",
+           "sensitivity_section", "report_markdown"]
 
 
 REDUCER_TEXT = {"max2d": "2D max pooling", "mean2d": "2D mean pooling",
@@ -240,6 +240,25 @@ def sensitivity_section(table: Any, intervals: Mapping[str, Any], corr: Any, kin
     return "\n".join(lines)
 
 
+def resampling_text(clusters: str | None, speakers: Mapping[str, int]) -> tuple[str, list[str]]:
+    """How the intervals resample, for the method text, and the line naming the conditions whose
+    explained clips all come from one speaker (``speakers``: condition -> distinct speakers, the
+    claims table's ``attrs["speakers"]``); ``clusters``: ``"speaker"``, ``"clip"`` or ``None`` (clips)."""
+    one = [c for c, k in speakers.items() if k == 1]
+    if clusters == "speaker":
+        how = ("intervals resample speakers, then clips within each drawn speaker, a two-stage cluster bootstrap "
+               "(the explained clips of a condition come from a few speakers, and clips of one voice are not "
+               "independent evidence; deletion AUCs, which carry no speakers, resample clips alone)")
+        line = ([f"- One speaker: every explained clip of {', '.join(one)} comes from one (synthetic) voice, so "
+                 "their intervals resample the clips alone and hold on these clips of that voice, not for "
+                 "speakers at large."] if one else [])
+    else:
+        how = "intervals resample clips as if independent (speakers not resampled: the profile's bootstrap_clusters)"
+        line = ([f"- One speaker: every explained clip of {', '.join(one)} comes from one (synthetic) voice: "
+                 "their intervals hold on these clips of that voice, not for speakers at large."] if one else [])
+    return how, line
+
+
 def report_markdown(profile: Any, claims: Any, tables: str | Path, disattenuation_ok: bool | None = None,
                     title: bool = True) -> str:
     """``REPORT.md``'s details: how the results were made, the claims table, and the main tables;
@@ -270,6 +289,8 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path, disattenuatio
         "decision per condition." if n_dec is not None else
         "Multiplicity: not stated for this table; each verdict is a decision at its own 95% level.")
     n_utt = "all" if p.saliency_utterances is None else p.saliency_utterances
+    clusters = claims.attrs.get("clusters", p.bootstrap_clusters)  # what the claims table resampled
+    resampling, one_speaker = resampling_text(clusters, claims.attrs.get("speakers", {}))
     kinds_text = "; ".join(f"{k.name}: {k.title} ({k.description})" for k in kinds_mod.selected(p))
     lines = [
         *(["# Cross-Attention is Half Explanation: the study's claims on Whisper", ""] if title else []),
@@ -291,7 +312,9 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path, disattenuatio
         f"to the 20 ms encoder grid by {REDUCER_TEXT.get(p.reducer, p.reducer)}, Pearson per utterance, averaged "
         f"over utterances through Fisher z; percentile bootstrap 95% intervals over utterances ({p.n_bootstrap} "
         f"resamples) only from {p.min_utterances} utterances on (fewer: values without intervals, verdicts "
-        "\"not testable at this size\"); paired comparisons resample whole utterances; final <|endoftext|> excluded.",
+        f"\"not testable at this size\"); {resampling}; paired comparisons resample whole utterances; final "
+        "<|endoftext|> excluded.",
+        *one_speaker,
         f"- Reliability: split-half correlation of each saliency map over {p.reliability_splits} random splits of "
         f"its perturbations; its null (and the null of rho) from {p.null_permutations} permutations of the "
         "per-perturbation scores with masks, segmentation and reducer kept (no extra forward pass); values "

@@ -22,7 +22,40 @@ from ..explain import kinds
 from ..explain.explanation import Explained
 from .noise import reference_noise
 
-__all__ = ["correlation", "context_mixing", "reducer_comparison", "alignment_head_ranks"]
+__all__ = ["correlation", "context_mixing", "reducer_comparison", "alignment_head_ranks", "speakers_of"]
+
+
+def speakers_of(items: list[Explained]) -> tuple[str, ...]:
+    """The speaker of each explained utterance (the set's ``speaker`` column, kept in the
+    utterance's row), in order; ``()`` where any utterance lacks one."""
+    spk = [it.utt.row.get("speaker") for it in items]
+    return tuple(str(s) for s in spk) if spk and all(s not in (None, "") for s in spk) else ()
+
+
+def _groups(profile: Profile, speakers: tuple[str, ...], n: int) -> tuple[str, ...] | None:
+    """The labels the profile's intervals resample first (``profile.bootstrap_clusters``):
+    the speakers, or ``None`` (clips alone) for ``"clip"`` or where speakers are unknown."""
+    if profile.bootstrap_clusters not in ("speaker", "clip"):
+        raise ValueError(f"unknown bootstrap_clusters {profile.bootstrap_clusters!r}; choose 'speaker' or 'clip'")
+    return speakers if profile.bootstrap_clusters == "speaker" and len(speakers) == n else None
+
+
+def _clustered(profile: Profile, cc: Any, groups: tuple[str, ...] | None) -> tuple[float, float, float, float]:
+    """``rho_lo, rho_hi, dis_lo, dis_hi`` of a corrected correlation, its intervals redrawn
+    resampling speakers, then clips (``groups``) the way
+    :func:`~..evaluate.reliability.corrected_correlation` resamples clips; without groups its own."""
+    if groups is None:
+        return cc.rho.lo, cc.rho.hi, cc.disattenuated.lo, cc.disattenuated.hi
+    rho = stats.set_estimate(cc.rho_per_utterance, average="fisher", n_bootstrap=profile.n_bootstrap,
+                             seed=profile.seed, min_utterances=profile.min_utterances, groups=groups)
+    rc, rel = cc.rho_corrected_per_utterance, cc.reliability_per_utterance
+    ok = np.flatnonzero(np.isfinite(rc) & np.isfinite(rel))
+    lo = hi = float("nan")
+    if ok.size >= profile.min_utterances and np.isfinite(cc.disattenuated.value):
+        lo, hi = stats.resampled_interval(
+            lambda row: reliability.disattenuated_value(rc[ok[row]], rel[ok[row]], profile.reliability_floor),
+            ok.size, profile.n_bootstrap, profile.seed, groups=[groups[i] for i in ok])
+    return rho.lo, rho.hi, lo, hi
 
 
 def _targets(items: list[Explained], targets: Sequence[str] | None) -> list[str]:
@@ -41,8 +74,10 @@ def correlation(profile: Profile, cond: Condition, items: list[Explained], reduc
     and the reference's split-half reliability over random splits and under the null
     (:func:`reference_noise`). Per condition (:func:`~..evaluate.reliability.corrected_correlation`):
     Fisher-z means, the null-corrected rho, the corrected reliability and the disattenuated
-    rho, with bootstrap intervals over utterances from ``profile.min_utterances`` on.
-    ``views`` restricts the views of layered kinds.
+    rho, with bootstrap intervals over utterances from ``profile.min_utterances`` on; with
+    ``profile.bootstrap_clusters == "speaker"`` the intervals resample speakers, then clips
+    (the rows carry each utterance's speaker, :func:`speakers_of`). ``views`` restricts the
+    views of layered kinds.
     """
     reducer = reducer or profile.reducer
     normalization = normalization or profile.normalization
@@ -51,6 +86,8 @@ def correlation(profile: Profile, cond: Condition, items: list[Explained], reduc
     tnames = _targets(items, targets)
     names = [k for k in (kind_names or list(items[0].explanations)) if k not in tnames]
     rows = []
+    speakers = speakers_of(items)
+    groups = _groups(profile, speakers, len(items))
     for target in tnames:
         tmaps = [it[target] for it in items]
         noise = [reference_noise(profile, cond, it, target, reducer, normalization) for it in items]
@@ -67,22 +104,24 @@ def correlation(profile: Profile, cond: Condition, items: list[Explained], reduc
                     pe.per_utterance, [nz.rho_null(e, normalization) for nz, e in zip(noise, emaps)],
                     [nz.r_half for nz in noise], [nz.r_half_0 for nz in noise], floor=profile.reliability_floor,
                     n_bootstrap=profile.n_bootstrap, seed=profile.seed, min_utterances=profile.min_utterances)
+                rho_lo, rho_hi, dis_lo, dis_hi = _clustered(profile, cc, groups)
                 rows.append(CorrelationRow(
                     condition=cond.name, model=cond.model, set=cond.dataset, task=cond.task, kind=name,
                     view=view, n_layers=first.n_layers, target=target,
                     reducer=reducer if tmaps[0].grid == "input" else "-", normalization=normalization, utterances=len(items),
-                    rho=cc.rho.value, rho_lo=cc.rho.lo, rho_hi=cc.rho.hi, rho_pooled=pe.pooled,
+                    rho=cc.rho.value, rho_lo=rho_lo, rho_hi=rho_hi, rho_pooled=pe.pooled,
                     spearman=stats.fisher_mean(sp.per_utterance), reliability=cc.reliability,
                     ceiling=float(reliability.noise_ceiling(cc.reliability)) if np.isfinite(cc.reliability)
                     else float("nan"),
-                    rho_disattenuated=cc.disattenuated.value, dis_lo=cc.disattenuated.lo, dis_hi=cc.disattenuated.hi,
+                    rho_disattenuated=cc.disattenuated.value, dis_lo=dis_lo, dis_hi=dis_hi,
                     rho_null=float(np.nanmean(cc.rho_null_per_utterance)), rho_corrected=cc.rho_corrected.value,
                     r_half=float(np.nanmean(cc.r_half_per_utterance)),
                     r_half_null=float(np.nanmean(cc.r_half_null_per_utterance)),
                     rho_per_utterance=tuple(float(v) for v in pe.per_utterance),
                     rho_null_per_utterance=tuple(float(v) for v in cc.rho_null_per_utterance),
                     r_half_per_utterance=tuple(float(v) for v in cc.r_half_per_utterance),
-                    r_half_null_per_utterance=tuple(float(v) for v in cc.r_half_null_per_utterance)))
+                    r_half_null_per_utterance=tuple(float(v) for v in cc.r_half_null_per_utterance),
+                    speakers=speakers))
     return CorrelationTable(rows, reducer=reducer, normalization=normalization)
 
 
@@ -91,13 +130,15 @@ def context_mixing(profile: Profile, cond: Condition, items: list[Explained], ki
     """The context-mixing gain rho(E, SM_H) - rho(E, SM_X) of one explanation view, raw
     (difference of Fisher-z means) and disattenuated (each side null-corrected and divided
     by its own reference's corrected reliability), with paired bootstrap intervals over
-    utterances from ``profile.min_utterances`` on (NaN where a reference is not estimable)."""
+    utterances from ``profile.min_utterances`` on (NaN where a reference is not estimable),
+    resampling speakers, then clips where ``profile.bootstrap_clusters`` says so."""
     corr = corr if corr is not None else correlation(profile, cond, items, reducer, profile.normalization,
                                                      kind_names=[kind], views=[view])
     rx, rh = corr.get(cond.name, kind, "SM_X", view), corr.get(cond.name, kind, "SM_H", view)
+    groups = rx.groups(profile.bootstrap_clusters)  # speakers, then clips, where the profile says so
     raw = stats.paired_estimate(rh.rho_per_utterance, rx.rho_per_utterance, average="fisher",
                                    n_bootstrap=profile.n_bootstrap, seed=profile.seed,
-                                   min_utterances=profile.min_utterances)
+                                   min_utterances=profile.min_utterances, groups=groups)
     # per utterance, each side null-corrected and divided by its own reference's corrected reliability
     sides = [(reliability.chance_corrected(np.asarray(r.rho_per_utterance), np.asarray(r.rho_null_per_utterance)),
               reliability.corrected_reliability(np.asarray(r.r_half_per_utterance),
@@ -111,7 +152,8 @@ def context_mixing(profile: Profile, cond: Condition, items: list[Explained], ki
     est = dis(np.arange(n))
     lo = hi = float("nan")
     if n >= profile.min_utterances and np.isfinite(est):
-        lo, hi = stats.resampled_interval(dis, n, profile.n_bootstrap, profile.seed)
+        lo, hi = stats.resampled_interval(dis, n, profile.n_bootstrap, profile.seed,
+                                          groups=groups if groups is not None and len(groups) == n else None)
     n_layers = items[0][kind].n_layers
     return MixingRow(condition=cond.name, model=cond.model, kind=kind, view=view.label(n_layers) if view else "map",
                      utterances=n, rho_SM_X=rx.rho, rho_SM_H=rh.rho, gain=raw.value, gain_lo=raw.lo, gain_hi=raw.hi,
