@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossattn_saliency.evaluate import correlate, grids, reliability, token_bootstrap
+from crossattn_saliency.evaluate import correlate, grids, map_noise, reliability, token_bootstrap
 
 
 def _synthetic(n_utt=16, tokens=4, t_enc=150, rho=0.6, s2=1.5, seed=0):
@@ -253,7 +253,7 @@ def test_on_a_forward_that_ignores_its_input_corrected_reliability_and_rho_are_z
 
     rho, rho0, rh, rh0 = [], [], [], []
     for i, run in enumerate(null_runs):
-        noise = reliability.reference_noise(run.resample, run.design, reducer=reduce, normalization="token_z", n_splits=6, n_null=6, seed=i)
+        noise = map_noise.reference_noise(run.resample, run.design, reducer=reduce, normalization="token_z", n_splits=6, n_null=6, seed=i)
         full = run.resample()[0]
         red = grids.reduce_to_encoder_grid(full, reduce) if reduce else full
         ca = run.ca if reduce else np.repeat(run.ca, 2, axis=1)[:, : full.shape[1], None] * np.ones(full.shape)
@@ -270,7 +270,7 @@ def test_on_a_forward_that_ignores_its_input_corrected_reliability_and_rho_are_z
 
 
 def test_the_max_pooling_floor_is_seen_by_the_null_and_removed(null_runs):
-    raw = [reliability.reference_noise(r.resample, r.design, reducer="max2d", normalization="token_z", n_splits=6, n_null=6, seed=i)
+    raw = [map_noise.reference_noise(r.resample, r.design, reducer="max2d", normalization="token_z", n_splits=6, n_null=6, seed=i)
            for i, r in enumerate(null_runs)]
     # the shared segmentation plus a max over windows gives a positive split-half floor on pure noise
     assert np.mean([n.r_half for n in raw]) > 0.005
@@ -280,7 +280,7 @@ def test_the_max_pooling_floor_is_seen_by_the_null_and_removed(null_runs):
 def test_a_real_signal_keeps_a_high_corrected_reliability():
     runs = [_Design(_reads_input, seed, n=480, frames=60, tokens=4) for seed in range(3)]
     for i, r in enumerate(runs):
-        noise = reliability.reference_noise(r.resample, r.design, reducer="max2d", normalization="token_z", n_splits=4, n_null=4, seed=i)
+        noise = map_noise.reference_noise(r.resample, r.design, reducer="max2d", normalization="token_z", n_splits=4, n_null=4, seed=i)
         assert noise.r_half > 0.5 and noise.reliability > 0.6
         assert noise.r_half_0 < 0.3
 
@@ -305,7 +305,7 @@ def test_single_map_disattenuation_recovers_the_noise_free_correlation():
     b = truth + 1.0 * rng.normal(size=truth.shape)           # r_half = 0.5, r_full = 2/3
     full = (a + b) / 2
     r_half = reliability.split_half_reliability(a, b, None, "token_z")
-    noise = reliability.ReferenceNoise(np.array([r_half]), np.array([0.0]), (rng.normal(size=truth.shape),))
+    noise = map_noise.ReferenceNoise(np.array([r_half]), np.array([0.0]), (rng.normal(size=truth.shape),))
     d = reliability.single_map_disattenuation(e, full, noise, n_bootstrap=300)
     assert d.rho == pytest.approx(0.6 * np.sqrt(2 / 3), abs=0.03)
     assert d.lo <= 0.6 <= d.hi and d.disattenuated == pytest.approx(0.6, abs=0.04)
@@ -361,7 +361,7 @@ def test_pooled_pearson_of_row_moments_is_the_correlation_and_counts_rows():
 
 def test_noise_moments_with_unit_weights_give_the_reference_noise():
     run = _Design(_reads_input, 7, n=480, frames=60, tokens=4)
-    noise = reliability.reference_noise(run.resample, run.design, reducer="max2d", normalization="token_z", n_splits=4, n_null=4, seed=3)
+    noise = map_noise.reference_noise(run.resample, run.design, reducer="max2d", normalization="token_z", n_splits=4, n_null=4, seed=3)
     mom = token_bootstrap.noise_moments(run.resample, run.design, reducer="max2d", normalization="token_z", n_splits=4, n_null=4, seed=3)
     ones = np.ones((1, 4))
     np.testing.assert_allclose(token_bootstrap.pooled_pearson(mom.splits, ones)[:, 0], noise.r_half_splits, atol=1e-9)
@@ -463,7 +463,7 @@ def test_bootstrap_reliability_of_a_max_pooled_map_beats_spearman_brown():
     for d in range(24):
         y = draw()
         splits = [_balanced_split(levels, np.random.default_rng([d, j])) for j in range(4)]
-        res = reliability.bootstrap_reliability(lambda w: _weighted_mean(y, w), levels, 40, seed=d,
+        res = map_noise.bootstrap_reliability(lambda w: _weighted_mean(y, w), levels, 40, seed=d,
                                                 normalization="token_z", reducer="max2d", halves=splits[:2])
         boot.append(res.reliability)
         plain.append(res.uncalibrated)
@@ -483,7 +483,7 @@ def test_bootstrap_reliability_on_a_linear_map_is_the_closed_form():
     truth = rng.normal(size=(4, 400))
     y = truth[None] + np.sqrt(s2) * rng.standard_normal((n,) + truth.shape)
     levels = np.arange(n) % 2
-    res = reliability.bootstrap_reliability(lambda w: _weighted_mean(y, w), levels, 60, seed=0, normalization="token_z",
+    res = map_noise.bootstrap_reliability(lambda w: _weighted_mean(y, w), levels, 60, seed=0, normalization="token_z",
                                             halves=[_balanced_split(levels, np.random.default_rng(1))])
     assert abs(res.reliability - 1 / (1 + s2 / n)) < 0.05
     assert res.per_token.shape == (4,) and np.allclose(res.total_variance, 1.0)
@@ -492,18 +492,18 @@ def test_bootstrap_reliability_on_a_linear_map_is_the_closed_form():
 
 def test_bootstrap_weights_keep_every_level_budget():
     levels = np.array([0, 1, 2] * 7 + [0])
-    w = reliability.bootstrap_weights(levels, 50, seed=1)
+    w = map_noise.bootstrap_weights(levels, 50, seed=1)
     assert w.shape == (50, levels.size) and w.min() >= 0
     for lv in range(3):
         assert np.all(w[:, levels == lv].sum(1) == np.sum(levels == lv))
-    assert np.array_equal(w, reliability.bootstrap_weights(levels, 50, seed=1))
+    assert np.array_equal(w, map_noise.bootstrap_weights(levels, 50, seed=1))
     with pytest.raises(ValueError):
-        reliability.bootstrap_weights(levels, 1, seed=1)
+        map_noise.bootstrap_weights(levels, 1, seed=1)
 
 
 def test_half_equivalent_inverts_spearman_brown():
     r = np.array([0.0, 0.3, 0.77, 0.999])
-    assert np.allclose(reliability.spearman_brown(reliability.half_equivalent(r), 2.0), r)
+    assert np.allclose(reliability.spearman_brown(map_noise.half_equivalent(r), 2.0), r)
 
 
 @pytest.fixture(scope="module")
@@ -529,8 +529,8 @@ def test_reference_noise_by_bootstrap_feeds_every_consumer_the_bootstrap_value(s
 
     r = signal_run
     kw = dict(reducer="max2d", normalization="token_z", n_splits=4, n_null=3, seed=0)
-    sb = reliability.reference_noise(r.resample, r.design, **kw)
-    bs = reliability.reference_noise(r.resample, r.design, **kw, method="bootstrap",
+    sb = map_noise.reference_noise(r.resample, r.design, **kw)
+    bs = map_noise.reference_noise(r.resample, r.design, **kw, method="bootstrap",
                                      weighted=weighted_full_map(r.design), n_bootstrap=30)
     assert sb.method == "spearman-brown" and bs.method == "bootstrap"
     expected = float(reliability.clip_half(reliability.chance_corrected(
@@ -541,15 +541,15 @@ def test_reference_noise_by_bootstrap_feeds_every_consumer_the_bootstrap_value(s
     assert all(np.array_equal(x, y) for x, y in zip(bs.null_maps, sb.null_maps))
     assert bs.reliability > 0.6 and np.mean(bs.r_full_null) < bs.r_full
     with pytest.raises(ValueError):
-        reliability.reference_noise(r.resample, r.design, **kw, method="bootstrap")
+        map_noise.reference_noise(r.resample, r.design, **kw, method="bootstrap")
     with pytest.raises(ValueError):
-        reliability.reference_noise(r.resample, r.design, **kw, method="split-thirds")
+        map_noise.reference_noise(r.resample, r.design, **kw, method="split-thirds")
 
 
 def test_reference_noise_by_bootstrap_on_a_forward_that_ignores_its_input_is_not_reliable(null_runs):
     from crossattn_saliency.run.noise import weighted_full_map
 
-    vals = [reliability.reference_noise(r.resample, r.design, reducer="max2d", normalization="token_z", n_splits=2,
+    vals = [map_noise.reference_noise(r.resample, r.design, reducer="max2d", normalization="token_z", n_splits=2,
                                         n_null=3, seed=i, method="bootstrap", weighted=weighted_full_map(r.design),
                                         n_bootstrap=20).reliability for i, r in enumerate(null_runs[:4])]
     assert np.all(np.asarray(vals) >= 0) and np.mean(vals) < 0.3, vals

@@ -17,7 +17,7 @@ registered function (:mod:`..explain.kinds`) through a result store in ``cache``
 ``<assets>/clips``), keyed by the audio's content, so a rerun of the same clip with the same
 settings loads what it finished. The result is the compendium's one per-utterance type,
 :class:`~..explain.explanation.Explained`. Each SPES map comes with its null-corrected reliability
-(:class:`~..evaluate.reliability.ReferenceNoise`; ``result.reliability``), which says how much of the
+(:class:`~..evaluate.map_noise.ReferenceNoise`; ``result.reliability``), which says how much of the
 map is sampling noise at the chosen budget.
 
 Bad input is refused before anything is computed or written: an unreadable or empty file, audio
@@ -167,7 +167,7 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
     """
     from ..core.config import Condition, derive_seed
     from ..core.progress import say
-    from ..evaluate import reliability
+    from ..evaluate import map_noise
     from ..explain import kinds as K
     from ..models import decoding, loading
     from ..run.context import Context
@@ -225,7 +225,7 @@ def explain_clip(audio: str | Path | np.ndarray, model: str = "whisper-base", ta
     for k in spes:
         e = exps[k]
         if e.design is not None:
-            nz = reliability.reference_noise(lambda **kw: e.resample_on_grid(cfg.reducer, **kw), e.design, None,
+            nz = map_noise.reference_noise(lambda **kw: e.resample_on_grid(cfg.reducer, **kw), e.design, None,
                                              cfg.normalization, cfg.reliability_splits, cfg.null_permutations,
                                              derive_seed(seed, utt_id, k, "noise"))
             e.provenance = e.provenance.with_info(reliability=float(nz.reliability))

@@ -264,7 +264,7 @@ class Profile:
     null_permutations: int = 8
     #: how a reference map's full-budget reliability is estimated (``run.noise.reference_noise``):
     #: "spearman-brown" (split halves stepped up) or "bootstrap" (perturbations resampled within each
-    #: level, the reducer applied to every replicate: ``reliability.bootstrap_reliability``). The
+    #: level, the reducer applied to every replicate: ``map_noise.bootstrap_reliability``). The
     #: bootstrap is validated on synthetic max-pooled maps only, not yet on real maps, so it is not the default
     reliability_method: str = "spearman-brown"
     reliability_floor: float = 0.3

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .reliability import RELIABILITY_FLOOR, chance_corrected, corrected_reliability, noise_draws, prepared
+from .map_noise import noise_draws
+from .reliability import RELIABILITY_FLOOR, chance_corrected, corrected_reliability, prepared
 from .stats import Estimate, fisher_z, percentile_interval
 
 __all__ = ["row_moments", "pooled_pearson", "NoiseMoments", "noise_moments", "token_weights",

@@ -4,10 +4,10 @@ A SPES map is a Monte-Carlo estimate; its split-half reliability over random spl
 perturbations, the same statistic under permuted scores (the null: what the procedure,
 segmentation and reducer included, gives on noise) and the null maps on the comparison grid
 are rebuilt from the stored per-perturbation scores, with no forward pass
-(:func:`~..evaluate.reliability.reference_noise`), and stored per map, reducer and
+(:func:`~..evaluate.map_noise.reference_noise`), and stored per map, reducer and
 normalization (``noise/<reference>``). With ``profile.reliability_method == "bootstrap"`` the
 full-budget reliability is a bootstrap over the perturbations instead of a Spearman-Brown step-up
-(:func:`~..evaluate.reliability.bootstrap_reliability`, maps rebuilt with perturbation weights by
+(:func:`~..evaluate.map_noise.bootstrap_reliability`, maps rebuilt with perturbation weights by
 :func:`weighted_full_map`); its records are kept apart (key suffix ``-bootstrap``, and the method in
 the params).
 """
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core.config import Condition, Profile, derive_seed
-from ..evaluate import grids, reliability
+from ..evaluate import grids, map_noise
 from ..explain.explanation import Explained
 from ..explain.spes import MaskSampler, SpesDesign
 from . import keys
@@ -28,7 +28,7 @@ __all__ = ["reference_noise", "weighted_full_map", "BOOTSTRAP_REPLICATES", "BOOT
 
 #: bootstrap replicates per map (the run's and each null permutation's) with ``reliability_method="bootstrap"``
 BOOTSTRAP_REPLICATES = 100
-#: random splits that calibrate that bootstrap (``reliability.bootstrap_reliability``'s ``halves``)
+#: random splits that calibrate that bootstrap (``map_noise.bootstrap_reliability``'s ``halves``)
 BOOTSTRAP_CALIBRATION_SPLITS = 2
 
 
@@ -65,14 +65,14 @@ def weighted_full_map(design: SpesDesign) -> Any:
 
 
 def reference_noise(profile: Profile, cond: Condition, item: Explained, target: str, reducer: str | None = None,
-                    normalization: str | None = None) -> reliability.ReferenceNoise:
-    """The noise of one utterance's reference map ``target`` (:class:`~..evaluate.reliability.ReferenceNoise`):
+                    normalization: str | None = None) -> map_noise.ReferenceNoise:
+    """The noise of one utterance's reference map ``target`` (:class:`~..evaluate.map_noise.ReferenceNoise`):
     split-half reliability over ``profile.reliability_splits`` random splits of its perturbations
     and under ``profile.null_permutations`` score permutations (the null), plus the null maps on
     the comparison grid (input-grid maps reduced by ``reducer``, default the profile's; normalized
     by ``normalization``, default the profile's). With ``profile.reliability_method="bootstrap"`` the
     record's ``r_half_splits`` / ``r_half_null`` carry the null-corrected bootstrap reliability as its
-    half equivalent and 0 (:func:`~..evaluate.reliability.reference_noise`), so every consumer that
+    half equivalent and 0 (:func:`~..evaluate.map_noise.reference_noise`), so every consumer that
     steps them up (``corrected_reliability``, ``ReferenceNoise.reliability``) gets the bootstrap value."""
     reducer = reducer or profile.reducer
     normalization = normalization or profile.normalization
@@ -82,9 +82,9 @@ def reference_noise(profile: Profile, cond: Condition, item: Explained, target: 
                          "recompute the map")
     seed = derive_seed(profile.seed, item.utt.utt_id, target, "noise")
     method = profile.reliability_method
-    if method not in reliability.RELIABILITY_METHODS:
+    if method not in map_noise.RELIABILITY_METHODS:
         raise ValueError(f"profile.reliability_method={method!r} is invalid: choose one of "
-                         f"{list(reliability.RELIABILITY_METHODS)}")
+                         f"{list(map_noise.RELIABILITY_METHODS)}")
     params = {"target": target, "reducer": reducer if e.grid == "input" else None, "normalization": normalization,
               "splits": profile.reliability_splits, "permutations": profile.null_permutations, "seed": seed,
               "reference": dict(e.provenance.params), "reliability_method": method}
@@ -98,7 +98,7 @@ def reference_noise(profile: Profile, cond: Condition, item: Explained, target: 
             build(weights, scores)[: e.n_tokens], e.grid, reducer)
 
     def compute() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        nz = reliability.reference_noise(lambda **kw: e.resample_on_grid(reducer, **kw), e.design, None, normalization,
+        nz = map_noise.reference_noise(lambda **kw: e.resample_on_grid(reducer, **kw), e.design, None, normalization,
                                          profile.reliability_splits, profile.null_permutations, seed, method=method,
                                          weighted=weighted_on_grid() if method == "bootstrap" else None,
                                          n_bootstrap=BOOTSTRAP_REPLICATES, n_calibration=BOOTSTRAP_CALIBRATION_SPLITS)
@@ -122,6 +122,6 @@ def reference_noise(profile: Profile, cond: Condition, item: Explained, target: 
                      r_full_null=np.asarray(arrays["r_full_null"], dtype=np.float64),
                      split_half=np.asarray(arrays["split_half"], dtype=np.float64),
                      split_half_null=np.asarray(arrays["split_half_null"], dtype=np.float64))
-    return reliability.ReferenceNoise(np.asarray(arrays["r_half_splits"], dtype=np.float64),
+    return map_noise.ReferenceNoise(np.asarray(arrays["r_half_splits"], dtype=np.float64),
                                       np.asarray(arrays["r_half_null"], dtype=np.float64),
                                       tuple(np.asarray(m, dtype=np.float64) for m in arrays["null_maps"]), **extra)

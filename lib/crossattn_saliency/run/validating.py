@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..core.config import Condition, Profile, derive_seed
-from ..evaluate import budget, reliability
+from ..evaluate import budget, map_noise, reliability
 from ..evaluate.results import CorrelationTable
 from ..evaluate.views import View
 from ..explain import kinds
@@ -57,7 +57,7 @@ def disattenuation_validation(profile: Profile, cond: Condition, target: str = "
     for label, n, tag in bar(runs, desc=f"validation {target} {cond.name}", unit="map", disable=not progress):
         res = spes_record(ctx, utt, grid, n_perturbations=n, purpose="validation", run=tag, seed_tag=tag)
         ref = spes_explanation(ctx, utt, target, res)
-        nz = reliability.reference_noise(lambda **kw: ref.resample_on_grid(profile.reducer, **kw), ref.design, None,
+        nz = map_noise.reference_noise(lambda **kw: ref.resample_on_grid(profile.reducer, **kw), ref.design, None,
                                          profile.normalization,
                                          profile.reliability_splits, profile.null_permutations,
                                          derive_seed(profile.seed, utt.utt_id, target, tag, "noise"))
