@@ -58,7 +58,7 @@ nb: setup ## rerun one notebook from cached results, e.g. make nb NB=06 [SET='fi
 test: setup ## the test suite (unit, integration on real models/audio, notebook smoke runs)
 	bash data/install_system_deps.sh
 	$(PY) -m crossattn_saliency.data build --profile smoke
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: setup ## unit tests only (no real models, no notebooks)
 	$(PY) -m pytest -q -m "not integration and not notebooks"
