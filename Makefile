@@ -30,10 +30,19 @@ data: setup ## build the test sets of PROFILE (system packages via data/install_
 	bash data/install_system_deps.sh
 	$(PY) -m crossattn_saliency.data build --profile $(PROFILE)
 
+# notebooks that compute maps from the audio, and those that read them (a reference store holds what the latter read)
+COMPUTE_NBS := 00 01 02 03 04
+FIGURE_NBS := 05 06 07 08 09 10
+RUN_DIR = $(CURDIR)/results/reproduced/$(PROFILE)
+
 reproduce: setup data ## recompute everything from the audio into results/reproduced/PROFILE, then compare with the reference
-	rm -f results/reproduced/$(PROFILE)/cache/$(PROFILE)/reads.log
-	CROSSATTN_SALIENCY_RUN_DIR=$(CURDIR)/results/reproduced/$(PROFILE) $(MAKE) --no-print-directory notebooks \
-	  PROFILE=$(PROFILE) EXECUTOR=$(EXECUTOR)
+	@for nb in $(COMPUTE_NBS); do \
+	  CROSSATTN_SALIENCY_RUN_DIR=$(RUN_DIR) $(MAKE) --no-print-directory nb NB=$$nb PROFILE=$(PROFILE) EXECUTOR=$(EXECUTOR) \
+	  || exit 1; done
+	rm -f $(RUN_DIR)/cache/$(PROFILE)/reads.log
+	@for nb in $(FIGURE_NBS); do \
+	  CROSSATTN_SALIENCY_RUN_DIR=$(RUN_DIR) $(MAKE) --no-print-directory nb NB=$$nb PROFILE=$(PROFILE) EXECUTOR=$(EXECUTOR) \
+	  || exit 1; done
 	$(PY) -m crossattn_saliency.app.compare --profile $(PROFILE) || \
 	  echo "some tables differ from the reference: see results/reproduced/$(PROFILE)/comparison.md"
 
@@ -41,7 +50,7 @@ adopt: setup ## make the last `make reproduce` the committed reference (tables, 
 	$(PY) -m crossattn_saliency.app.reference adopt --profile $(PROFILE)
 
 figures: setup ## rerun notebooks 05-10 from the stored results (the committed reference store): minutes
-	@for nb in 05 06 07 08 09 10; do \
+	@for nb in $(FIGURE_NBS); do \
 	  CROSSATTN_SALIENCY_NO_FORWARD=1 $(MAKE) --no-print-directory nb NB=$$nb PROFILE=$(PROFILE) || exit 1; \
 	done
 

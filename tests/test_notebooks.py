@@ -101,6 +101,31 @@ def test_a_rerun_from_the_store_rewrites_identical_files(tmp_path):
     assert first_nb.read_bytes().replace(b"a.ipynb", b"b.ipynb") == second_nb.read_bytes()
 
 
+def test_a_run_in_its_own_folder_is_compared_table_by_table_with_the_reference(tmp_path, monkeypatch):
+    """What ``make reproduce`` does, on one notebook: notebook 06 run into a run folder (its own
+    cache, here a copy of the smoke store) writes its tables there, and the comparison with the
+    profile's tables says, per table, that they are the same; tables the run did not write are
+    named as missing."""
+    import shutil
+
+    import pandas as pd
+
+    from crossattn_saliency.app import compare
+
+    run_dir = tmp_path / "reproduced"
+    shutil.copytree(config.cache_dir("smoke"), run_dir / "cache" / "smoke")
+    monkeypatch.setenv(config.ENV_RUN, str(run_dir))
+    notebooks.run("06", "smoke", output=tmp_path / "06.ipynb")
+    assert (run_dir / "tables" / "correlation.csv").is_file()
+    monkeypatch.delenv(config.ENV_RUN)
+    rc = compare.main(["--reference", str(config.output_dir("smoke")), "--run", str(run_dir)])
+    table = pd.read_csv(run_dir / "comparison.csv").set_index("table")
+    for name in ("correlation", "correlation_all", "context_mixing", "correlation_summary"):
+        assert table.loc[name, "status"] == "same", table.loc[name].to_dict()
+    assert table.loc["deletion", "status"] == "missing in run" and rc == 1
+    assert "tables reproduce the reference" in (run_dir / "comparison.md").read_text()
+
+
 def test_progress_bars_go_to_the_terminal_behind_a_kernel(monkeypatch, capfd):
     """Under app.notebooks the kernel's bars write to the real standard error (the terminal),
     with rate and time left; elsewhere they are tqdm.auto bars."""
