@@ -516,6 +516,8 @@ def _planted_records(direction):
 
 
 def test_an_explanation_that_knows_the_truth_beats_its_matched_floor_at_one_to_five_percent():
+    import dataclasses
+
     from crossattn_saliency.evaluate.results import DeletionTable
 
     table = DeletionTable(_planted_records("deletion") + _planted_records("insertion"))
@@ -525,6 +527,10 @@ def test_an_explanation_that_knows_the_truth_beats_its_matched_floor_at_one_to_f
         assert row["floor"] == "random segments" and row["faithful"] == "yes", row
         assert row["gap_lo"] > 0 and row["wer"] > 5 * row["floor wer"]
     assert np.isfinite(low[("SM_X full", 1.0)]["auc (study grid)"])
+    # curves measured off the study's 5 % grid (a coarser profile) have no study-grid AUC, and no error
+    coarse = DeletionTable([dataclasses.replace(r, percents=tuple(p + 0.5 if 0 < p < 100 else p for p in r.percents))
+                            for r in table.records])
+    assert all(np.isnan(row["auc (study grid)"]) for row in coarse.low_end((2,), n_bootstrap=50))
     # insertion: restoring the important cells first makes the WER fall early (a smaller area)
     ins = {g["explanation"]: g for g in table.gaps(n_bootstrap=200, direction="insertion")}
     assert ins["SM_X full"]["auc"] < ins["SM_X full"]["floor auc"] and ins["SM_X full"]["gap_lo"] > 0
@@ -532,4 +538,6 @@ def test_an_explanation_that_knows_the_truth_beats_its_matched_floor_at_one_to_f
     assert first.wer[0] == 100.0 and first.wer[-1] == 0.0 and first.wer_at(10) == 0.0
     # the deletion table's rows are the deletion curves only
     assert set(table.mean_auc().columns) == {"condition", "SM_X full", "random segments"}
+    ins_auc = table.mean_auc("insertion").set_index("condition")
+    assert ins_auc.loc["c", "SM_X full"] < ins_auc.loc["c", "random segments"]
     assert len(table.to_frame()) == 32 and len(table.of("insertion").records) == 32

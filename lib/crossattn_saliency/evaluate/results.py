@@ -255,19 +255,20 @@ class DeletionTable:
         """The records of one ``direction`` (``"deletion"`` or ``"insertion"``)."""
         return DeletionTable([r for r in self.records if r.direction == direction])
 
-    def to_frame(self) -> Any:
-        """One row per utterance and ranking of the deletion curves: ``condition, utterance,
-        explanation, kind, variant, auc`` (insertion curves: :meth:`of` first)."""
+    def to_frame(self, direction: str = "deletion") -> Any:
+        """One row per utterance and ranking of the ``direction`` curves (deletion by default):
+        ``condition, utterance, explanation, kind, variant, auc``."""
         import pandas as pd
 
         return pd.DataFrame([{"condition": r.condition, "utterance": r.utt_id, "explanation": r.ranking.label,
                               "kind": r.ranking.kind, "variant": r.ranking.variant, "auc": r.auc}
-                             for r in self.records if r.direction == "deletion"])
+                             for r in self.records if r.direction == direction],
+                            columns=["condition", "utterance", "explanation", "kind", "variant", "auc"])
 
     def mean_auc(self, direction: str = "deletion") -> Any:
         """Mean AUC per condition and explanation (``pandas.DataFrame``, conditions as rows;
         random floors of several draws averaged per shape)."""
-        df = self.of(direction).to_frame() if direction != "deletion" else self.to_frame()
+        df = self.to_frame(direction)
         return df.pivot_table(index="condition", columns="explanation", values="auc", sort=False).reset_index()
 
     def low_end(self, percents: Sequence[float] = (1, 2, 5, 10), n_bootstrap: int = 1000, seed: int = 0,
@@ -283,8 +284,9 @@ class DeletionTable:
                             "floor": g["floor"], "utterances": g["utterances"], "wer": g["auc"],
                             "floor wer": g["floor auc"], "gap": g["gap"], "gap_lo": g["gap_lo"],
                             "gap_hi": g["gap_hi"], "faithful": g["faithful"]})
-        study = {(g["condition"], g["explanation"]): g["auc"]
-                 for g in self.of("deletion")._gaps(lambda r: r.auc_study, n_bootstrap, seed, min_utterances)}
+        on_grid = DeletionTable([r for r in self.of("deletion").records if np.isfinite(r.auc_study)])
+        study = {(g["condition"], g["explanation"]): g["auc"]   # NaN where the curves miss the 5 % grid
+                 for g in on_grid._gaps(lambda r: r.auc_study, n_bootstrap, seed, min_utterances)}
         for row in out:
             row["auc (study grid)"] = study.get((row["condition"], row["explanation"]), float("nan"))
         return out
