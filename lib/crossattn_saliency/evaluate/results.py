@@ -232,7 +232,7 @@ class DeletionRecord:
 
     def wer_at(self, percent: float) -> float:
         """WER (%) at ``percent`` % (linear between measured points)."""
-        return float(np.interp(float(percent), np.asarray(self.percents, float), np.asarray(self.wer, float)))
+        return self.curve().wer_at(percent)
 
     def curve(self) -> Any:
         """The record as a :class:`~.deletion.DeletionCurve` (for plotting)."""

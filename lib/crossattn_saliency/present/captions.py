@@ -94,7 +94,7 @@ def deletion_curves(name: str, curves: Mapping[str, Sequence[Any]], at_percent: 
     :class:`~..evaluate.deletion.DeletionCurve` per utterance."""
     at = {}
     for label, cs in curves.items():
-        vals = [float(np.interp(at_percent, np.asarray(c.percents, float), np.asarray(c.wer, float))) for c in cs]
+        vals = [c.wer_at(at_percent) for c in cs]
         if vals:
             at[label] = float(np.mean(vals))
     if not at:

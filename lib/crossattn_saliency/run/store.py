@@ -126,11 +126,7 @@ class ResultStore:
         """``"missing"``, ``"valid"`` or ``"stale"`` (stale warns, or raises under ``on_mismatch="error"``)."""
         if not path.is_file():
             return "missing"
-        meta = read_meta(path)
-        diff = params_diff(meta.get("params", {}), params, self.ignore, defaults)
-        for k, v in (identity or {}).items():
-            d = params_diff({k: meta.get(k, "<missing>")}, {k: v})
-            diff.update(d)
+        diff = self.diff(path, params, identity, defaults)
         if not diff:
             return "valid"
         msg = f"{path.relative_to(self.root) if path.is_relative_to(self.root) else path} was made with other " \
@@ -142,6 +138,15 @@ class ResultStore:
             self.log(msg + ": recomputing")
         self.recomputed.append(str(path))
         return "stale"
+
+    def diff(self, path: Path, params: Mapping[str, Any], identity: Mapping[str, Any] | None = None,
+             defaults: Mapping[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
+        """The parameters and identity fields in which the record at ``path`` differs from those asked for."""
+        meta = read_meta(path)
+        diff = params_diff(meta.get("params", {}), params, self.ignore, defaults)
+        for k, v in (identity or {}).items():
+            diff.update(params_diff({k: meta.get(k, "<missing>")}, {k: v}))
+        return diff
 
     def fetch(self, section: str, key: str, params: Mapping[str, Any], compute: Callable[[], T],
               save: Callable[[T, Path], Any], load: Callable[[Path], T], *, suffix: str = ".npz",
@@ -158,7 +163,8 @@ class ResultStore:
             return load(path)
         if self.reference is not None and not path.is_file():
             ref = self.reference / path.relative_to(self.root)
-            if ref.is_file() and _Quiet(self).status(ref, params, identity, defaults) == "valid":
+            # a stale reference record is simply not used: it is computed into the root
+            if ref.is_file() and not self.diff(ref, params, identity, defaults):
                 self.from_reference.append(str(ref))
                 self._log_read(path)
                 return load(ref)
@@ -193,22 +199,6 @@ class ResultStore:
             arrays, meta = rec
             files.write_npz(path, {**dict(meta), "params": dict(params)}, **dict(arrays))
         return self.fetch(section, key, params, lambda: tuple(compute()), save, files.read_npz, **kw)
-
-
-class _Quiet:
-    """A reference record's status without warnings: a stale reference record is simply not used
-    (the record is computed into the store's root, which warns if it held a stale one)."""
-
-    def __init__(self, store: ResultStore) -> None:
-        self.store = store
-
-    def status(self, path: Path, params: Mapping[str, Any], identity: Mapping[str, Any] | None,
-               defaults: Mapping[str, Any] | None) -> str:
-        meta = read_meta(path)
-        diff = params_diff(meta.get("params", {}), params, self.store.ignore, defaults)
-        for k, v in (identity or {}).items():
-            diff.update(params_diff({k: meta.get(k, "<missing>")}, {k: v}))
-        return "stale" if diff else "valid"
 
 
 def reads(root: str | Path) -> list[str]:
