@@ -110,24 +110,11 @@ def test_a_stored_baseline_record_loads_back(tmp_path, no_model):
 
 @pytest.fixture(scope="module")
 def tiny_profile(tiny_model_dir, tmp_path_factory):
-    from test_pipeline import _rows
+    from test_pipeline import tiny_setting
 
-    from crossattn_saliency.core import config
-
-    root = tmp_path_factory.mktemp("baselines")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(config.ENV_ROOT, str(root))
-        mp.setattr(run_context, "dataset", lambda profile, name: _rows())
-        real_decode = decoding.decode
-        mp.setattr(decoding, "decode",
-                   lambda *a, **k: real_decode(*a, **{**k, "max_new_tokens": min(k.get("max_new_tokens") or 6, 6)}))
-        cond = config.Condition(str(tiny_model_dir), "toy", "transcribe", "en")
-        cfg = config.get_profile("smoke", conditions=[cond], saliency_conditions=[cond.name], beam_size=1,
-                                 spes_perturbations=16, spes_h_perturbations=16, spes_batch_size=8,
-                                 saliency_utterances=2, deletion_utterances=1, deletion_step=50, deletion_beam=1,
-                                 n_bootstrap=20, explanations=["SM_X", "SM_H", "CA", *NAMES],
-                                 on_mismatch="error", dtype="float32", spes_backend="torch")
-        yield cfg, cond
+    with tiny_setting(tiny_model_dir, tmp_path_factory.mktemp("baselines"),
+                      explanations=["SM_X", "SM_H", "CA", *NAMES]) as setting:
+        yield setting
 
 
 def test_the_baselines_reach_the_correlation_and_deletion_tables(tiny_profile):

@@ -2,6 +2,7 @@
 kind is computed, stored once, compared, ranked for deletion and reported."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 
@@ -31,10 +32,10 @@ def _rows(n: int = 2) -> list[dict]:
             for i in range(n)]
 
 
-@pytest.fixture(scope="module")
-def tiny_profile(tiny_model_dir, tmp_path_factory):
-    """One store for the module: later tests reuse what earlier ones computed (as notebooks do)."""
-    root = tmp_path_factory.mktemp("compendium")
+@contextlib.contextmanager
+def tiny_setting(tiny_model_dir, root, **overrides):
+    """A smoke profile on the tiny random model and two noise utterances, its store under ``root``
+    (``overrides``: more profile fields, e.g. the kinds); yields ``(profile, condition)``."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(config.ENV_ROOT, str(root))
         mp.setattr(run_context, "dataset", lambda profile, name: _rows())
@@ -43,12 +44,30 @@ def tiny_profile(tiny_model_dir, tmp_path_factory):
         mp.setattr(decoding, "decode",
                    lambda *a, **k: real_decode(*a, **{**k, "max_new_tokens": min(k.get("max_new_tokens") or 6, 6)}))
         cond = config.Condition(str(tiny_model_dir), "toy", "transcribe", "en")
-        cfg = config.get_profile("smoke", conditions=[cond], saliency_conditions=[cond.name], beam_size=1,
-                                 spes_perturbations=16, spes_h_perturbations=16, spes_batch_size=8,
-                                 saliency_utterances=2, deletion_utterances=1, deletion_step=50, deletion_beam=1,
-                                 gradient_steps=4, gradient_batch_size=4, n_bootstrap=20, explanations=list(KINDS),
-                                 on_mismatch="error", dtype="float32", spes_backend="torch")
+        cfg = config.get_profile("smoke", **{**dict(
+            conditions=[cond], saliency_conditions=[cond.name], beam_size=1, spes_perturbations=16,
+            spes_h_perturbations=16, spes_batch_size=8, saliency_utterances=2, deletion_utterances=1, deletion_step=50,
+            deletion_beam=1, n_bootstrap=20, on_mismatch="error", dtype="float32", spes_backend="torch"), **overrides})
         yield cfg, cond
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tiny_model_dir, tmp_path_factory):
+    """One store for the module: later tests reuse what earlier ones computed (as notebooks do)."""
+    with tiny_setting(tiny_model_dir, tmp_path_factory.mktemp("compendium"), gradient_steps=4, gradient_batch_size=4,
+                      explanations=list(KINDS)) as setting:
+        yield setting
+
+
+def _fake_check(calls, model, mean, worst):
+    """A backend check that records its (backend, dtype) and reports the given per-token Pearson."""
+    from crossattn_saliency.explain import backends
+
+    def check(*a, **k):
+        calls.append(a[5:7])
+        return backends.BackendCheck(model=model, backend=a[5], dtype=a[6], n_perturbations=64, n_tokens=3,
+                                     pearson_mean=mean, pearson_min=worst, seconds_reference=2.0, seconds_backend=1.0)
+    return check
 
 
 def _nontrivial(items):
@@ -260,12 +279,7 @@ def test_an_unfaithful_backend_is_refused_before_any_map_is_stored(tiny_profile,
     cfg, cond = tiny_profile
     calls = []
 
-    def fake_check(*a, **k):
-        calls.append(a[5:7])
-        return backends.BackendCheck(model=cond.model, backend=a[5], dtype=a[6], n_perturbations=64, n_tokens=3,
-                                     pearson_mean=0.9, pearson_min=0.5, seconds_reference=2.0, seconds_backend=1.0)
-
-    monkeypatch.setattr(backends, "check", fake_check)
+    monkeypatch.setattr(backends, "check", _fake_check(calls, cond.model, 0.9, 0.5))
     monkeypatch.setenv(config.ENV_ROOT, str(tmp_path))
     bad = cfg.with_overrides(dtype="bfloat16", spes_backend="torch")
     with pytest.raises(backends.BackendRefused, match="0.9000 per token"):
@@ -287,13 +301,7 @@ def test_an_admitted_backend_is_checked_once_per_model_whichever_utterance_comes
     cfg, cond = tiny_profile
     calls = []
 
-    def fake_check(*a, **k):
-        calls.append(a[5:7])
-        return backends.BackendCheck(model=cond.model, backend=a[5], dtype=a[6], n_perturbations=64, n_tokens=3,
-                                     pearson_mean=0.999, pearson_min=0.99, seconds_reference=2.0,
-                                     seconds_backend=1.0)
-
-    monkeypatch.setattr(backends, "check", fake_check)
+    monkeypatch.setattr(backends, "check", _fake_check(calls, cond.model, 0.999, 0.99))
     monkeypatch.setenv(config.ENV_ROOT, str(tmp_path))
     good = cfg.with_overrides(dtype="bfloat16", spes_backend="torch")
     run.explain(good, cond, ["SM_X"], n=1, progress=False)     # checked on the first utterance
@@ -312,12 +320,7 @@ def test_under_auto_a_refused_backend_falls_back_and_the_maps_are_the_fallback_s
     cfg, cond = tiny_profile
     calls = []
 
-    def fake_check(*a, **k):
-        calls.append(a[5:7])
-        return backends.BackendCheck(model=cond.model, backend=a[5], dtype=a[6], n_perturbations=64, n_tokens=3,
-                                     pearson_mean=0.9, pearson_min=0.5, seconds_reference=2.0, seconds_backend=1.0)
-
-    monkeypatch.setattr(backends, "check", fake_check)
+    monkeypatch.setattr(backends, "check", _fake_check(calls, cond.model, 0.9, 0.5))
     monkeypatch.setattr(spes_whisper, "backend_available", lambda b: b != "openvino")
     monkeypatch.setenv(config.ENV_ROOT, str(tmp_path / "auto"))
     auto = cfg.with_overrides(dtype="bfloat16", spes_backend="auto")
