@@ -33,6 +33,8 @@ data: setup ## build the test sets of PROFILE (system packages via data/install_
 # notebooks that compute maps from the audio, and those that read them (a reference store holds what the latter read)
 COMPUTE_NBS := 00 01 02 03 04
 FIGURE_NBS := 05 06 07 08 09 10
+# notebooks that explain clips of their own (alignment heads: SM_H on a pool of clips per model)
+HEADS_NBS := 11
 RUN_DIR = $(CURDIR)/results/reproduced/$(PROFILE)
 
 reproduce: setup data ## recompute everything from the audio into results/reproduced/PROFILE, then compare with the reference
@@ -40,7 +42,7 @@ reproduce: setup data ## recompute everything from the audio into results/reprod
 	  CROSSATTN_SALIENCY_RUN_DIR=$(RUN_DIR) $(MAKE) --no-print-directory nb NB=$$nb PROFILE=$(PROFILE) EXECUTOR=$(EXECUTOR) \
 	  || exit 1; done
 	rm -f $(RUN_DIR)/cache/$(PROFILE)/reads.log
-	@for nb in $(FIGURE_NBS); do \
+	@for nb in $(FIGURE_NBS) $(HEADS_NBS); do \
 	  CROSSATTN_SALIENCY_RUN_DIR=$(RUN_DIR) $(MAKE) --no-print-directory nb NB=$$nb PROFILE=$(PROFILE) EXECUTOR=$(EXECUTOR) \
 	  || exit 1; done
 	$(PY) -m crossattn_saliency.app.compare --profile $(PROFILE) || \

@@ -4,6 +4,7 @@ reach the tables, and a rerun on unchanged inputs must rewrite identical files."
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import pandas as pd
@@ -40,6 +41,8 @@ OUTPUTS = {
            "tables/sensitivity_agreement_intervals.csv",
            "figures/sensitivity.png", f"figures/sensitivity_agreement_{SMOKE.sensitivity_conditions[0]}.png",
            "REPORT.md"],
+    "11": ["tables/heads_cost.csv", "tables/heads_held_out.csv", "tables/heads_curve.csv", "figures/heads_curve.png",
+           "heads/whisper-tiny.en.timing.json", "heads/whisper-base.agreement.json", "REPORT.md"],
 }
 
 
@@ -83,6 +86,13 @@ def test_notebook_writes_what_it_promises(number, tmp_path):
         assert list(sens[sens["reference"] == "SM_X"]["setting"]) == list(SMOKE.sensitivity_settings)
         iv = pd.read_csv(base / "tables/sensitivity_agreement_intervals.csv")
         assert set(iv["reference"]) == {"SM_X", "SM_H"} and set(iv["setting"]) == {"study"}
+    if number == "11":
+        assert "## Alignment heads for any Whisper" in (base / "REPORT.md").read_text()
+        held = pd.read_csv(base / "tables/heads_held_out.csv")
+        assert {"shipped", "all", "by timing", "by agreement with SM_H"} == set(held["heads"])
+        assert set(held["model"]) == {"whisper-tiny.en", "whisper-base"}
+        choice = json.loads((base / "heads/whisper-base.agreement.json").read_text())
+        assert choice["model"] == "whisper-base" and choice["method"] == "agreement" and choice["alignment_heads"]
     if number == "08":
         report = (base / "REPORT.md").read_text()
         assert all(f"{k.name}: {k.title}" in report for k in kinds.selected(SMOKE))

@@ -290,6 +290,20 @@ class Profile:
                                              "score-prob-drop")
     sensitivity_utterances: int = 3
     sensitivity_conditions: tuple[str, ...] = ("whisper-tiny.en__en-real__asr", "whisper-base__en-real__asr")
+    #: alignment heads measured (notebook 11, ``app/heads_study.py``): the sets with word references
+    #: used; the set and number of its utterances heads are chosen on (the pool, spread over speakers;
+    #: every other utterance is held out); the numbers of pool clips of the selection curve, the SM_H
+    #: budgets it rebuilds from the pool's runs (at most ``spes_h_perturbations``) and the random
+    #: subsets of the pool per number of clips
+    heads_sets: tuple[str, ...] = ("en-real", "en-tts", "it-tts")
+    heads_pool_set: str = "en-real"
+    heads_pool_size: int = 8
+    heads_clip_counts: tuple[int, ...] = (1, 2, 4, 8)
+    #: SM_H perturbations per pool clip (float32: ~100 s a clip for tiny.en on a 2-core CPU, whatever its
+    #: length: every pass recomputes the decoder's cross-attention over Whisper's 30 s window)
+    heads_perturbations_h: int = 1000
+    heads_budgets: tuple[int, ...] = (125, 250, 500, 1000)
+    heads_repeats: int = 5
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -376,6 +390,12 @@ PROFILES: dict[str, Profile] = {
         sensitivity_settings=("study", "repeat", "p0.2", "occlusion-mean"),
         sensitivity_utterances=1,
         sensitivity_conditions=("whisper-tiny.en__en-real__asr",),
+        heads_pool_set="en-tts",  # short clips: seconds of SM_H
+        heads_pool_size=2,
+        heads_clip_counts=(1, 2),
+        heads_perturbations_h=64,
+        heads_budgets=(16, 64),
+        heads_repeats=2,
         gradient_steps=2,
         gradient_batch_size=4,
         # seconds per notebook: gradients on the encoder grid only (input-grid kinds are
@@ -410,7 +430,7 @@ PROFILES: dict[str, Profile] = {
         explanations=CPU_KINDS,
         gradient_steps=8,
         # SM_X at 10 x 1,600 perturbations is about 17 min (tiny.en) and 33 min (base) per utterance on a
-        # 2-core AMX CPU: the CPU default validates SM_H; the paper profile both references
+        # 2-core AVX-512 BF16 CPU: the CPU default validates SM_H; the paper profile both references
         validation_targets=("SM_H",),
     ),
     "paper": Profile(
@@ -434,6 +454,10 @@ PROFILES: dict[str, Profile] = {
         reliability_splits=16,
         null_permutations=16,
         deletion_floor_draws=5,
+        heads_pool_size=16,
+        heads_clip_counts=(1, 2, 4, 8, 16),
+        heads_perturbations_h=20000,
+        heads_budgets=(1000, 5000, 20000),
     ),
 }
 

@@ -58,6 +58,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return path
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write ``text`` (UTF-8)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 

@@ -21,6 +21,7 @@ one ``.npz``. Which kinds exist and how each is computed lives in :mod:`.kinds`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -224,6 +225,16 @@ class Explanation:
         """:meth:`resample` with every map on the comparison grid (``tokens x positions``;
         input-grid maps reduced by ``reducer``, :func:`~..evaluate.grids.to_comparison_grid`)."""
         return tuple(grids.to_comparison_grid(m, self.grid, reducer) for m in self.resample(halves, scores))  # type: ignore[return-value]
+
+    def at_budget(self, n: int) -> "Explanation":
+        """This SPES explanation as a run of only its first ``n`` perturbations would have made it
+        (maps and halves rebuilt from the design; no forward pass)."""
+        if self.design is None:
+            raise ValueError(f"{self.kind} {self.utt_id} has no SPES design: no smaller budget can be rebuilt")
+        design = self.design.first(n)
+        full, a, b = (m[: self.n_tokens] for m in design.cell_maps())
+        return dataclasses.replace(self, maps=full, halves=(a, b), design=design,
+                                   provenance=self.provenance.with_info(perturbations=int(n)))
 
     def require_halves(self) -> tuple[np.ndarray, np.ndarray]:
         if self.halves is None:

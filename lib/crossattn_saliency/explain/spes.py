@@ -676,6 +676,13 @@ class SpesDesign:
         full, a, b, _ = self.stats(halves, scores).cell_maps(self.labels)
         return full, a, b
 
+    def first(self, n: int) -> "SpesDesign":
+        """The same run stopped after its first ``n`` perturbations (what a budget of ``n`` with the
+        same seed would have given: the mask of perturbation ``k`` depends only on ``k`` and the seed)."""
+        if not 1 <= int(n) <= self.n_perturbations:
+            raise ValueError(f"first({n}): a budget in 1..{self.n_perturbations} perturbations")
+        return SpesDesign(self.scores[: int(n)], list(self.n_segments), self.p_occlude, self.seed, self.labels)
+
     def random_split(self, seed: int) -> np.ndarray:
         """A random split into two halves, balanced within every level (``perturbations`` ints 0/1)."""
         rng = np.random.default_rng(seed)

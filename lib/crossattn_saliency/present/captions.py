@@ -157,3 +157,22 @@ def agreement(name: str, matrix: Any, base: str = "study") -> str:
         return f"{condition_label(name)}: no agreement with the {base} setting is estimable."
     return (f"{condition_label(name)}: agreement with the {base} setting's maps from {_num(row.min())} "
             f"({row.idxmin()}) to {_num(row.max())} ({row.idxmax()}).")
+
+
+def heads_curve(curve: Any, table: Any) -> str:
+    """Under the selection curve: per model, the held-out median start error of heads chosen by
+    timing and by agreement (largest budget) on the most clips, beside the shipped heads'.
+    ``curve``: selection-curve rows; ``table``: the held-out table (set ``all``)."""
+    parts = []
+    for model in dict.fromkeys(curve["model"]):
+        d = curve[(curve["model"] == model) & (curve["clips"] == curve["clips"].max())]
+        top = int(d["budget"].max())
+        t = d[d["method"] == "timing"]["start median (ms)"].mean()
+        a = d[(d["method"] == "agreement") & (d["budget"] == top)]["start median (ms)"].mean()
+        ref = table[(table["model"] == model) & (table["set"] == "all") & (table["heads"] == "shipped")]
+        text = (f"{model}, {int(d['clips'].max())} clips: {_num(t, 0)} ms by timing, {_num(a, 0)} ms by agreement with "
+                f"SM_H at {top} perturbations")
+        if len(ref):
+            text += f", shipped heads {_num(float(ref['start median (ms)'].iloc[0]), 0)} ms"
+        parts.append(text)
+    return "Held-out median word-start error: " + "; ".join(parts) + "."

@@ -168,6 +168,34 @@ TABLES: dict[str, TableSpec] = {
         "reference); by saliency: the k heads with the highest rho(head, SM_H) (needs no reference); shipped: the "
         "model's generation_config.alignment_heads. Errors of the held-out halves' word starts and ends (ms), both "
         "folds pooled."),
+    # 11: alignment heads chosen by the `heads` command, measured on held-out utterances
+    "heads_held_out": TableSpec(
+        "heads_held_out", "Word timestamps of chosen alignment heads, on utterances they were not chosen on",
+        "Heads chosen by `python -m crossattn_saliency heads` on {pool} (the model folder with its alignment heads "
+        "removed): by timing (reference word starts) and by agreement with SM_H ({p.heads_perturbations_h} "
+        "perturbations a clip, float32), k by leave-one-clip-out; shipped: the model's own alignment_heads; all: "
+        "every head of every layer. Whisper's recipe (per-head z-score, median filter, mean, DTW) on forced "
+        "transcripts; errors (ms) of the matched words' starts and ends, pooled over the set's held-out "
+        "utterances; F1 of word starts within the tolerance (hypothesis vs reference words); 95% intervals resample "
+        "utterances ({p.n_bootstrap} draws, none below {p.min_utterances} utterances); 'vs shipped': mean over "
+        "utterances of the difference of their median start errors, paired by utterance.",
+        columns=("model", "set", "heads", "k", "utterances", "words", "start median (ms)", "start median lo",
+                 "start median hi", "start p90 (ms)", "end median (ms)", "end p90 (ms)", "starts within 50 ms (%)",
+                 "starts within 100 ms (%)", "F1 at 50 ms (%)", "F1 at 100 ms (%)", "start median vs shipped (ms)",
+                 "vs lo", "vs hi", "heads list"),
+        shown=("model", "set", "heads", "k", "utterances", "start median (ms)", "start median lo", "start median hi",
+               "start p90 (ms)", "end median (ms)", "end p90 (ms)", "F1 at 50 ms (%)", "F1 at 100 ms (%)",
+               "start median vs shipped (ms)", "vs lo", "vs hi")),
+    "heads_cost": TableSpec(
+        "heads_cost", "Alignment heads chosen by the `heads` command on models without their heads, and the cost",
+        "Pool: {pool}; SM_H in float32 PyTorch; compute: the stored runs' time on this machine (cross-attention "
+        "and SM_H of every pool clip; both selections share them); heads as [layer, head], 0-based, best first."),
+    "heads_curve": TableSpec(
+        "heads_curve", "Held-out word-start error against the clips and the SM_H budget heads were chosen with",
+        "Heads chosen on n clips of the pool ({pool}; {p.heads_repeats} random subsets per n below the whole pool, "
+        "seed {p.seed}) by timing, or by agreement with SM_H rebuilt from the first b perturbations of each clip's "
+        "run (budget b; 0: timing, no SM_H); median start error (ms) of the matched words of every held-out "
+        "utterance the model transcribes. With one clip, k is scored on that clip itself (the command asks for 2+)."),
     # 10: SPES's own settings
     "sensitivity": TableSpec(
         "sensitivity", "rho(CA all layers, reference) under SPES's own settings",

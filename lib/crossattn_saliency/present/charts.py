@@ -438,3 +438,34 @@ def timing_panels(errors: Sequence[Any], conditions: Sequence[str],
         plot_timing_errors({k: np.concatenate(v) for k, v in by.items()}, ax=ax, title=name,
                            floor_ms=(floors_ms or {}).get(name))
     return fig
+
+
+def heads_curve_panels(curve: Any, reference_ms: Mapping[str, Mapping[str, float]]) -> Figure:
+    """One panel per model: held-out median word-start error (ms) of heads chosen on ``n`` clips
+    (x, log scale), by timing and by agreement with SM_H at each budget (mean over the random
+    subsets, bars from the smallest to the largest subset), with horizontal lines at
+    ``reference_ms[model]`` (e.g. ``{"shipped heads": 60.0, "all heads": 90.0}``). ``curve``:
+    :func:`..app.heads_study.selection_curve` rows."""
+    models = list(dict.fromkeys(curve["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        d = curve[curve["model"] == model]
+        for (method, budget), g in d.groupby(["method", "budget"], sort=True):
+            label = "by timing (references)" if method == "timing" else f"by agreement with SM_H, {budget} perturbations"
+            s = g.groupby("clips")["start median (ms)"].agg(["mean", "min", "max"])
+            x = s.index.to_numpy(dtype=float)
+            ax.errorbar(x, s["mean"], yerr=[s["mean"] - s["min"], s["max"] - s["mean"]], marker="o", capsize=3,
+                        label=label, linestyle="-" if method == "timing" else "--")
+        for i, (name, ms) in enumerate(reference_ms.get(model, {}).items()):
+            if np.isfinite(ms):
+                ax.axhline(ms, color=("0.2", "0.55", "0.75")[i % 3], linestyle=":", linewidth=1.2, label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(set(d["clips"])))
+        ax.set_xticklabels([str(n) for n in sorted(set(d["clips"]))])
+        ax.set_xlabel("clips the heads were chosen on")
+        ax.set_title(model)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("held-out median word-start error (ms)")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig

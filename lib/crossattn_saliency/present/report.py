@@ -381,3 +381,42 @@ def report_markdown(profile: Any, claims: Any, tables: str | Path, disattenuatio
         "",
     ]
     return "\n".join(lines)
+
+
+def heads_section(held: Any, curve: Any, cost: Any, pool_set: str) -> str:
+    """The "alignment heads for any Whisper" section of REPORT.md, from notebook 11's numbers: per
+    model, the held-out word-start error (median, 90th percentile, F1 at 50 / 100 ms) of heads
+    chosen with the model's own heads removed, beside the shipped heads, the paired difference,
+    what fewer clips and smaller SM_H budgets give, and what the selection cost."""
+    def iv(v: float, lo: float, hi: float, unit: str = " ms") -> str:
+        return f"{v:.0f}{unit}" + (f" [{lo:.0f}, {hi:.0f}]" if np.isfinite(lo) else "")
+
+    lines = ["`python -m crossattn_saliency heads` chooses alignment heads from a model's own cross-attention "
+             f"on a few clips (here {pool_set} utterances, the model's heads removed from its config), by timing "
+             "against reference word alignments or by agreement with SM_H (no reference needed); they are "
+             "scored on held-out utterances of every set with word references. Median word-start error over "
+             "the held-out words, 95% interval over utterances; 'vs shipped': the mean paired difference of "
+             "the utterances' median start errors."]
+    for model, g in held[held["set"] == "all"].groupby("model", sort=False):
+        c = cost[cost["model"] == model]
+        minutes = float(c["compute (min)"].iloc[0]) if len(c) else float("nan")
+        parts = []
+        for _, r in g.iterrows():
+            d = r["start median vs shipped (ms)"]
+            vs = "" if r["heads"] == "shipped" or not np.isfinite(d) else \
+                f", vs shipped {d:+.0f} ms" + (f" [{r['vs lo']:+.0f}, {r['vs hi']:+.0f}]" if np.isfinite(r["vs lo"]) else "")
+            parts.append(f"{r['heads']} ({int(r['k'])} heads) {iv(r['start median (ms)'], r['start median lo'], r['start median hi'])}"
+                         f", p90 {r['start p90 (ms)']:.0f} ms, F1@50 {r['F1 at 50 ms (%)']:.0f} %, F1@100 "
+                         f"{r['F1 at 100 ms (%)']:.0f} %{vs}")
+        lines.append(f"- **{model}** ({int(g['utterances'].iloc[0])} held-out utterances, {int(g['words'].iloc[0])} "
+                     f"words; selection {minutes:.1f} min of compute on this machine): " + "; ".join(parts) + ".")
+        d = curve[curve["model"] == model]
+        if len(d):
+            top = int(d["budget"].max())
+            by_n = d[(d["method"] == "agreement") & (d["budget"] == top)].groupby("clips")["start median (ms)"].mean()
+            tim = d[d["method"] == "timing"].groupby("clips")["start median (ms)"].mean()
+            lines.append(f"  Heads by agreement (SM_H {top} perturbations) on " +
+                         ", ".join(f"{n} clip{'s' if n > 1 else ''}: {v:.0f} ms" for n, v in by_n.items()) +
+                         "; by timing on " + ", ".join(f"{n}: {v:.0f} ms" for n, v in tim.items()) +
+                         " (mean over random subsets of the pool).")
+    return "\n".join(lines)
