@@ -25,7 +25,7 @@ from .spes import ForwardFn, Spes, SpesParams, SpesRun, encoder_units, occlusion
 from ..models.decoding import teacher_forcing_inputs
 
 __all__ = ["WhisperSpes", "prepare", "spes_input", "spes_encoder", "recorded_params", "torch_dtype",
-           "DTYPES", "ATTN", "AUTO_ATTN", "BACKENDS", "backend_available"]
+           "DTYPES", "ATTN", "AUTO_ATTN", "BACKENDS", "FAST_ENCODER", "backend_available"]
 
 #: dtypes the perturbation passes can run in (scores are float32 either way)
 DTYPES = ("float32", "bfloat16")
@@ -40,6 +40,11 @@ AUTO_ATTN = "sdpa"
 #: PyTorch. A backend is used for results only after :func:`crossattn_saliency.backends.check`
 #: found its maps equal to float32 PyTorch's on the same masks.
 BACKENDS = ("torch", "inductor", "openvino")
+#: whether SM_H's perturbation passes reuse the decoder's cross-attention keys and values computed
+#: once per utterance (:class:`_CrossKV`) instead of projecting every perturbed encoder output again;
+#: the default of :meth:`WhisperSpes.encoder` / :meth:`WhisperSpes.encoder_forward` (``fast=None``).
+#: Both paths give the same scores up to float rounding (tests/test_spes_encoder_fast.py).
+FAST_ENCODER = True
 
 
 def backend_available(backend: str) -> bool:
@@ -64,6 +69,112 @@ def torch_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is invalid: choose one of {list(DTYPES)}")
     return getattr(torch, dtype)
+
+
+class _Selected(torch.nn.Module):
+    """Stands in for a cross-attention ``k_proj`` / ``v_proj`` during one decoder call: returns the
+    precomputed projection of the clean encoder output (``kept`` positions) or of the occlusion
+    vector (the others) instead of multiplying the perturbed encoder output again.
+
+    The selection is written in the attention's head layout (``batch x heads x positions x
+    head_dim``, contiguous) and returned as its ``batch x positions x heads x head_dim`` view, so
+    the attention's ``.view(batch, -1, heads, head_dim).transpose(1, 2).contiguous()`` copies
+    nothing more (:meth:`_CrossKV.check` verifies the result against the real projections)."""
+
+    def __init__(self, clean: torch.Tensor, occluded: torch.Tensor, heads: int) -> None:
+        super().__init__()
+        n_pos, d = clean.shape
+        self.clean = clean.reshape(n_pos, heads, d // heads).transpose(0, 1).contiguous()  # heads x pos x hd
+        self.occluded = occluded.reshape(heads, 1, d // heads)  # heads x 1 x hd
+        self.kept: torch.Tensor | None = None  # batch x 1 x positions x 1 (bool), set per call
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept = self.kept
+        if kept is None or x.shape[0] != kept.shape[0] or x.shape[1] != kept.shape[2]:
+            raise RuntimeError(f"cross-attention projection of an unexpected input {tuple(x.shape)}")
+        return torch.where(kept, self.clean, self.occluded).transpose(1, 2)
+
+
+class _CrossKV:
+    """The decoder's cross-attention keys and values of one utterance, for SM_H's perturbations.
+
+    The key / value projections act on each encoder position separately, so those of a perturbed
+    encoder output (every position either the clean ``hidden[p]`` or the occlusion vector ``o``,
+    all of whose elements are ``occlusion_value``) are, position by position, those of ``hidden``
+    or those of ``o``: ``K(m*h + (1-m)*o) = m*K(h) + (1-m)*K(o)`` (bias included). They are
+    computed once here, for ``hidden`` and for ``o``, per decoder layer, and :meth:`decode`
+    selects them per perturbation (a selection, not arithmetic: the same values the projections
+    give row by row). The masks are read off the perturbed inputs themselves (a position is kept
+    iff it equals ``hidden``'s), so the forward function keeps its plain ``hidden -> log-probs``
+    contract. An input that is not such a blend (some position neither ``hidden[p]`` nor ``o``)
+    runs the full decoder, as does everything else in the decoder (self-attention, queries,
+    feed-forward, output projection)."""
+
+    def __init__(self, ws: "WhisperSpes", hidden: torch.Tensor, occlusion_value: float) -> None:
+        self.ws = ws
+        self.hidden = hidden.to(ws.torch_dtype)  # positions x d
+        # the engine writes torch.tensor(occlusion_value, dtype=inputs.dtype): the same rounding here
+        self.occ = torch.tensor(float(occlusion_value), dtype=self.hidden.dtype,
+                                device=self.hidden.device).expand(self.hidden.shape[-1])
+        self.modules: list[tuple[Any, _Selected, _Selected]] = []
+        with torch.inference_mode():
+            for layer in ws.model.model.decoder.layers:
+                attn = layer.encoder_attn
+                sel = [_Selected(proj(self.hidden[None])[0], proj(self.occ[None, None])[0, 0], attn.num_heads)
+                       for proj in (attn.k_proj, attn.v_proj)]
+                self.modules.append((attn, *sel))
+
+    def kept(self, batch: torch.Tensor) -> torch.Tensor | None:
+        """``batch x positions`` (bool): positions equal to the clean encoder output's; ``None`` if
+        some position is neither that nor the occlusion vector (not a blend: decode in full)."""
+        if batch.ndim != 3 or tuple(batch.shape[1:]) != tuple(self.hidden.shape) or batch.dtype != self.hidden.dtype:
+            return None
+        kept = (batch == self.hidden).all(-1)
+        if not bool((kept | (batch == self.occ).all(-1)).all()):
+            return None
+        return kept
+
+    def check(self, ids: torch.Tensor, start: int) -> bool:
+        """Whether the selected keys and values give what the full decoder gives on a blend
+        (every other position occluded): a guard against a ``transformers`` whose cross-attention
+        uses its projections otherwise. ``False`` (with a warning) sends every input to the full
+        decoder."""
+        probe = self.hidden.clone()
+        probe[1::2] = self.occ
+        try:
+            with torch.inference_mode():
+                want = self.ws._decode(ids, start, probe[None])
+                got = self.decode(ids, start, probe[None])
+            tol = 1e-4 if self.hidden.dtype == torch.float32 else 5e-2
+            ok = bool(torch.allclose(got, want, rtol=tol, atol=tol))
+        except Exception as exc:  # noqa: BLE001 - any failure means: use the full decoder
+            ok, why = False, f"{type(exc).__name__}: {exc}"
+        else:
+            why = f"max log-prob difference {float((got - want).abs().max()):.3g}"
+        if not ok:
+            import warnings
+
+            warnings.warn(f"SM_H: precomputed cross-attention keys/values disagree with the full decoder ({why}); "
+                          "using the full decoder for every perturbation", RuntimeWarning, stacklevel=3)
+        return ok
+
+    def decode(self, ids: torch.Tensor, start: int, batch: torch.Tensor) -> torch.Tensor:
+        """:meth:`WhisperSpes._decode` of ``batch`` with the precomputed keys and values."""
+        kept = self.kept(batch)
+        if kept is None:
+            return self.ws._decode(ids, start, batch)
+        saved = []
+        try:
+            for attn, k, v in self.modules:
+                k.kept = v.kept = kept[:, None, :, None]
+                saved.append((attn, attn.k_proj, attn.v_proj))
+                attn.k_proj, attn.v_proj = k, v
+            return self.ws._decode(ids, start, batch)
+        finally:
+            for attn, k_proj, v_proj in saved:
+                attn.k_proj, attn.v_proj = k_proj, v_proj
+            for _, k, v in self.modules:
+                k.kept = v.kept = None
 
 
 class WhisperSpes:
@@ -173,13 +284,28 @@ class WhisperSpes:
 
         return f
 
-    def encoder_forward(self, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> ForwardFn:
-        """``encoder output (batch x positions x d_model) -> log-probs (batch x tokens x vocab)``, decoder only."""
+    def encoder_forward(self, prompt_ids: Sequence[int], token_ids: Sequence[int],
+                        clean: torch.Tensor | None = None, occlusion_value: float = 0.0,
+                        fast: bool | None = None) -> ForwardFn:
+        """``encoder output (batch x positions x d_model) -> log-probs (batch x tokens x vocab)``, decoder only.
+
+        With ``clean`` (the unperturbed encoder output, ``positions x d_model``) and ``fast``
+        (default :data:`FAST_ENCODER`), inputs whose every position is either ``clean``'s or
+        ``occlusion_value`` throughout (SPES's perturbations of ``clean``) reuse the cross-attention
+        keys and values of ``clean`` and of the occlusion vector, computed once (:class:`_CrossKV`);
+        other inputs, and every input without ``clean`` or with ``fast=False``, run the full decoder."""
         ids, start = teacher_forcing_inputs(prompt_ids, token_ids)
         ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
+        fast = FAST_ENCODER if fast is None else bool(fast)
+        cross = _CrossKV(self, clean, occlusion_value) if fast and clean is not None else None
+        if cross is not None and not cross.check(ids_t, start):
+            cross = None
 
         def f(hidden: torch.Tensor) -> torch.Tensor:
-            return self._decode(ids_t, start, hidden.to(self.torch_dtype))
+            hidden = hidden.to(self.torch_dtype)
+            if cross is not None:
+                return cross.decode(ids_t, start, hidden)
+            return self._decode(ids_t, start, hidden)
 
         return f
 
@@ -255,19 +381,22 @@ class WhisperSpes:
 
     def encoder(self, features: np.ndarray | torch.Tensor, n_frames: int, prompt_ids: Sequence[int],
                 token_ids: Sequence[int], params: SpesParams, snapshots: Sequence[int] = (),
-                progress: bool = True) -> SaliencyResult:
-        """SM_H; see :func:`spes_encoder`."""
+                progress: bool = True, fast: bool | None = None) -> SaliencyResult:
+        """SM_H; see :func:`spes_encoder`. ``fast`` (default :data:`FAST_ENCODER`): the decoder reuses
+        the cross-attention keys and values computed once (:meth:`encoder_forward`); same scores."""
         x, n_frames = self._speech(features, n_frames)
-        engine = self._engine(self.encoder_forward(prompt_ids, token_ids), params)
         hidden = self.encode(x)
+        occ = 0.0  # SM_H's occlusion value (params.occlusion is SM_X's)
+        engine = self._engine(self.encoder_forward(prompt_ids, token_ids, clean=hidden, occlusion_value=occ,
+                                                   fast=fast), params)
         n_pos = min(math.ceil(n_frames / 2), hidden.shape[0])
         units = encoder_units(n_pos, params.run_length)
         grid = np.full((hidden.shape[0], 1), -1, dtype=np.int64)
         grid[:n_pos, 0] = units
-        run = engine.attribute(hidden, [grid], occlusion_value=0.0, n_perturbations=params.n_perturbations,
+        run = engine.attribute(hidden, [grid], occlusion_value=occ, n_perturbations=params.n_perturbations,
                                p_occlude=params.p_occlude, seed=params.seed, snapshots=snapshots,
                                targets=list(token_ids), progress=progress, desc="SPES SM_H")
-        return self._result(run, [units], params, "encoder", snapshots, token_ids, prompt_ids, n_frames, 0.0)
+        return self._result(run, [units], params, "encoder", snapshots, token_ids, prompt_ids, n_frames, occ)
 
     def _result(self, run: SpesRun, labels: list[np.ndarray], params: SpesParams, kind: str,
                 snapshots: Sequence[int], token_ids: Sequence[int], prompt_ids: Sequence[int],
