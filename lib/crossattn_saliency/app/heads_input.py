@@ -15,10 +15,12 @@ __all__ = ["HeadsError", "AUDIO_SUFFIXES", "STATED_RATE", "CLIP_OVERHEAD_S", "MI
 
 #: audio files a folder is searched for (what soundfile reads)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
-#: SM_H perturbations per second of whisper-tiny.en on an idle 2-core CPU (batch 8), measured with this
-#: compendium: float32 PyTorch (``spes="exact"``) and the profile's admitted backend (``spes="profile"``,
-#: OpenVINO bfloat16 here); other models are scaled by their decoder's size (layers x d_model^2)
-STATED_RATE = {"exact": 35.0, "profile": 55.0}
+#: SM_H perturbations per second of whisper-tiny.en on an idle 2-core CPU (batch 16, 8-11-token
+#: hypotheses, the decoder's cross-attention keys/values reused: ``FAST_ENCODER``), measured with this
+#: compendium: float32 PyTorch (``spes="exact"``: 54-59/s) and the profile's dtype (``spes="profile"``,
+#: bfloat16: 106-122/s); other models are scaled by their decoder's size (layers x d_model^2), which
+#: is conservative (whisper-base measured 24-34/s float32, 60/s bfloat16); longer hypotheses are slower
+STATED_RATE = {"exact": 50.0, "profile": 100.0}
 #: seconds per clip besides the SM_H loop (decoding, cross-attention, the reliability estimate)
 CLIP_OVERHEAD_S = 5.0
 #: share of the reference's words and of the transcript's words that must match each other
