@@ -26,8 +26,8 @@ def profile(tmp_path, monkeypatch):
     # the smoke set's 3.0 s utterance (saliency_seconds leaves out its 25.7 s one); two jobs long enough
     # to be killed mid-run: SM_X and SM_H of it
     return config.get_profile("smoke", saliency_conditions=[COND], explanations=["SM_X", "SM_H"],
-                              saliency_utterances=1, saliency_seconds=[1.5, 10.0], spes_perturbations=96,
-                              spes_h_perturbations=1500, dtype="float32", spes_backend="torch", executor="ray")
+                              saliency_utterances=1, saliency_seconds=[1.5, 10.0], spes_perturbations=32,
+                              spes_h_perturbations=600, dtype="float32", spes_backend="torch", executor="ray")
 
 
 def _records(profile):

@@ -184,6 +184,9 @@ class Profile:
     #: it is installed, PyTorch elsewhere), "torch", "inductor" (torch.compile) or "openvino"; a backend
     #: is used only after its maps matched float32 PyTorch's on the same masks (``backends.check``)
     spes_backend: str = "auto"
+    #: masks of that check (SM_X of the condition's first explained utterance, float32 PyTorch and the
+    #: backend on the same masks; ``backends.CHECK_PERTURBATIONS`` = 256 outside the smoke profile)
+    backend_check_perturbations: int = 256
     #: where explanation jobs run (``executor``): "local" (this process) or "ray" (one Ray task per job)
     executor: str = "local"
     #: device of every model use (decoding, attention, saliency, gradients, deletion)
@@ -371,7 +374,14 @@ PROFILES: dict[str, Profile] = {
         beam_size=1,
         spes_perturbations=32,
         spes_batch_size=8,
+        # the backend check is float32 SM_X of a 30 s window per mask: at 256 masks it was 340 of notebook
+        # 04's 384 s here; 32 masks test the same path (tests/test_integration.py checks at 32 too)
+        backend_check_perturbations=32,
         saliency_utterances=1,
+        # en-real's 3.0 s clip, not its 25.7 s one (70 tokens: every per-token kind, the deletion decodes
+        # and the figures cost several times as much); from 0.5 s, so both en-tts clips (0.9 s, 3.2 s) stay
+        # in notebook 11's pool
+        saliency_seconds=(0.5, 10.0),
         saliency_conditions=("whisper-tiny.en__en-real__asr", "whisper-base__it-tts__st"),
         spes_h_perturbations=64,
         deletion_step=25,

@@ -37,14 +37,15 @@ def admit_backend(ctx: Context, utt: Utterance, ws: Any) -> Any:
     if (ws.backend, ws.dtype) == ("torch", "float32"):
         return None
     p = ctx.profile
-    params = {"n_perturbations": backends.CHECK_PERTURBATIONS, "seed": p.seed,
+    n = int(p.backend_check_perturbations)
+    params = {"n_perturbations": n, "seed": p.seed,
               "min_mean": backends.MIN_MEAN, "min_token": backends.MIN_TOKEN, "device": p.device}
 
     def compute() -> dict[str, Any]:
         say(f"checking SPES backend {ws.backend} ({ws.dtype}) of {ctx.condition.model} against float32 PyTorch "
-            f"on {backends.CHECK_PERTURBATIONS} masks of {utt.utt_id} ...")
+            f"on {n} masks of {utt.utt_id} ...")
         return backends.check(ctx.model.model, utt.features, utt.n_frames, utt.hyp.prompt_ids, utt.hyp.token_ids,
-                              ws.backend, ws.dtype, p.device, backends.CHECK_PERTURBATIONS, p.spes_batch_size,
+                              ws.backend, ws.dtype, p.device, n, p.spes_batch_size,
                               p.seed, ctx.condition.model, prepared=ws.engine()).to_dict() | {"utterance": utt.utt_id}
 
     rec = ctx.store.fetch_json(*keys.backend_check(ctx.condition.model_label, ws.backend, ws.dtype), params, compute)
