@@ -192,7 +192,10 @@ def bootstrap_reliability(resample: Any, levels: np.ndarray, n_bootstrap: int, s
 
     Not corrected here: the value is raw, like one split-half correlation;
     :func:`reference_noise` null-corrects it (see there). Validated on synthetic max-pooled maps
-    (tests/test_reliability.py), not yet on real ones.
+    (tests/test_reliability.py). On real SPES maps it does not hold (whisper-tiny.en, 3 en-real clips,
+    each map against a repeat on other masks): it understates the reliability that the repeat confirms,
+    for SM_H 0.18-0.56 against 0.65-0.78, and goes below 0 for max-pooled SM_X on 2 of 3 clips (the
+    ``core.config.Profile.reliability_method`` comment); do not use it for results.
     """
     if normalization not in NORMALIZERS:
         raise ValueError(f"unknown normalization {normalization!r}; choose one of {sorted(NORMALIZERS)}")
