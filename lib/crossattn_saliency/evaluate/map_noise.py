@@ -161,9 +161,12 @@ def bootstrap_reliability(resample: Any, levels: np.ndarray, n_bootstrap: int, s
     Let ``x`` be the full map ``resample(None)`` reduced by ``reducer`` and normalized, and
     ``x*_b`` the replicate ``resample(w_b)`` for bootstrap multiplicities ``w_b``, ``b = 1..B``
     (perturbations drawn with replacement within each level, as many per level as the run has),
-    reduced by ``reducer`` and put through the *full map's* normalization (its per-token, or
-    per-map, shift and scale: a replicate carries the sampling noise twice, the map's and the
-    bootstrap's, so z-scoring it by its own spread would shrink the error it shows). Per token
+    reduced by ``reducer``, centred on its *own* mean (per token for ``token_z``, per map for
+    ``map_z``: the correlation centres every map, so a shift common to all of a replicate's cells is
+    not error; in SPES every cell is a mean over an overlapping share of the same perturbations, so
+    that common shift is as large as a cell's own error) and scaled by the *full map's* spread (a
+    replicate carries the sampling noise twice, the map's and the bootstrap's, so scaling it by its
+    own spread would shrink the error it shows). Per token
     ``i`` with cells ``c = 1..C``:
 
     * raw error variance ``E*_i = (1/C) sum_c var_b(x*_{b,i,c})`` (ddof = 1 over replicates);
@@ -192,10 +195,10 @@ def bootstrap_reliability(resample: Any, levels: np.ndarray, n_bootstrap: int, s
 
     Not corrected here: the value is raw, like one split-half correlation;
     :func:`reference_noise` null-corrects it (see there). Validated on synthetic max-pooled maps
-    (tests/test_reliability.py). On real SPES maps it does not hold (whisper-tiny.en, 3 en-real clips,
-    each map against a repeat on other masks): it understates the reliability that the repeat confirms,
-    for SM_H 0.18-0.56 against 0.65-0.78, and goes below 0 for max-pooled SM_X on 2 of 3 clips (the
-    ``core.config.Profile.reliability_method`` comment); do not use it for results.
+    (tests/test_reliability.py, incl. a SPES-like design whose cells share perturbations) and on 6 real
+    maps of whisper-tiny.en against repeats on other masks (within 0.04 of the map-repeat correlation:
+    the ``core.config.Profile.reliability_method`` comment). Before the replicates were centred on
+    their own mean it put those maps' reliability at 0.18-0.56 (SM_H) and below 0 (SM_X).
     """
     if normalization not in NORMALIZERS:
         raise ValueError(f"unknown normalization {normalization!r}; choose one of {sorted(NORMALIZERS)}")
@@ -219,7 +222,17 @@ def bootstrap_reliability(resample: Any, levels: np.ndarray, n_bootstrap: int, s
         x = prepared(resample(weights), reducer, "none", factor).reshape(n_tok, -1)
         if x.shape != flat.shape:
             raise ValueError(f"a replicate has shape {x.shape}, the full map {flat.shape}")
-        return (x - shift) * scale
+        # centred on its own mean (per token for token_z, per map for map_z), as the correlation centres
+        # every map: a shift common to all of a replicate's cells is not error the comparison sees (every
+        # cell is a mean over about p_occlude of the same perturbations, so that common shift was as large
+        # as the cells' own error on real maps, and the bootstrap put the reliability ~2x too far below 1)
+        if normalization == "token_z":
+            x = x - x.mean(axis=1, keepdims=True)
+        elif normalization == "map_z":
+            x = x - x.mean()
+        else:
+            x = x - shift
+        return x * scale
 
     def boot_error(w: np.ndarray) -> np.ndarray:
         s1 = np.zeros_like(flat)

@@ -91,6 +91,7 @@ def reference_noise(profile: Profile, cond: Condition, item: Explained, target: 
     if method == "bootstrap":
         params["bootstrap"] = BOOTSTRAP_REPLICATES
         params["calibration_splits"] = BOOTSTRAP_CALIBRATION_SPLITS
+        params["replicates_centred"] = True  # records made before the replicates were centred are recomputed
 
     def weighted_on_grid() -> Any:
         build = weighted_full_map(e.design)
