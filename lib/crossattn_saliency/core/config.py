@@ -273,8 +273,10 @@ class Profile:
     #: of a map with its repeat within 0.04 on all 6 maps (SM_X max2d 0.44 / 0.84 / 0.60 vs 0.43 / 0.83 / 0.61;
     #: SM_H 0.73 / 0.65 / 0.77 vs 0.73 / 0.68 / 0.77), where Spearman-Brown is low for max-pooled SM_X (0.36 /
     #: 0.81 / 0.55); a map's disattenuated agreement with its repeat (1 in truth): SM_X 1.06 (Spearman-Brown
-    #: 1.11 [1.05, 1.20]), SM_H 1.03 (0.99 [0.97, 1.03]). Not the default yet: one model, 3 clips, and the
-    #: token-bootstrap intervals of notebook 10 and notebook 05's predictions still use split halves
+    #: 1.11 [1.05, 1.20]), SM_H 1.03 (0.99 [0.97, 1.03]); whisper-base, 2 clips: SM_X 1.05 (1.11), SM_H 1.05
+    #: (1.01). Not the default: it halves Spearman-Brown's bias for max-pooled SM_X but is a little low for
+    #: SM_H, where Spearman-Brown is right; the token-bootstrap intervals of notebook 10 and notebook 05's
+    #: predictions still use split halves
     reliability_method: str = "spearman-brown"
     reliability_floor: float = 0.3
     #: the budget rule (``reliability.budget_rule``): corrected reliability the median map of each
