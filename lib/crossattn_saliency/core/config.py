@@ -185,7 +185,7 @@ class Profile:
     #: is used only after its maps matched float32 PyTorch's on the same masks (``backends.check``)
     spes_backend: str = "auto"
     #: masks of that check (SM_X of the condition's first explained utterance, float32 PyTorch and the
-    #: backend on the same masks; ``backends.CHECK_PERTURBATIONS`` = 256 outside the smoke profile)
+    #: backend on the same masks; 256 outside the smoke profile, also ``backends.CHECK_PERTURBATIONS``)
     backend_check_perturbations: int = 256
     #: where explanation jobs run (``executor``): "local" (this process) or "ray" (one Ray task per job)
     executor: str = "local"

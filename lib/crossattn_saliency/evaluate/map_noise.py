@@ -206,33 +206,32 @@ def bootstrap_reliability(resample: Any, levels: np.ndarray, n_bootstrap: int, s
     raw = prepared(resample(None), reducer, "none", factor)
     n_tok = raw.shape[0]
     raw = raw.reshape(n_tok, -1)
-    # the full map's normalization, as an affine map per token, applied to every replicate too
+    # the normalization as in the comparison: every map (the full one and each replicate) centred on its
+    # own mean, as the correlation centres it (per token for token_z, per map for map_z: a shift common to
+    # all of a replicate's cells is not error the comparison sees; every SPES cell is a mean over about
+    # p_occlude of the same perturbations, so that common shift was as large as the cells' own error on
+    # real maps, and a bootstrap that counted it put the reliability ~2x too far below 1), and scaled by
+    # the full map's spread
     if normalization == "token_z":
-        shift = raw.mean(axis=1, keepdims=True)
+        def centre(a: np.ndarray) -> np.ndarray:
+            return a - a.mean(axis=1, keepdims=True)
         sd = raw.std(axis=1, ddof=1, keepdims=True) if raw.shape[1] > 1 else np.zeros((n_tok, 1))
     elif normalization == "map_z":
-        shift = np.full((n_tok, 1), raw.mean())
+        def centre(a: np.ndarray) -> np.ndarray:
+            return a - a.mean()
         sd = np.full((n_tok, 1), raw.std(ddof=1) if raw.size > 1 else 0.0)
     else:
-        shift, sd = np.zeros((n_tok, 1)), np.ones((n_tok, 1))
+        def centre(a: np.ndarray) -> np.ndarray:
+            return a
+        sd = np.ones((n_tok, 1))
     scale = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 0.0)
-    flat = (raw - shift) * scale
+    flat = centre(raw) * scale
 
     def on_scale(weights: np.ndarray) -> np.ndarray:
         x = prepared(resample(weights), reducer, "none", factor).reshape(n_tok, -1)
         if x.shape != flat.shape:
             raise ValueError(f"a replicate has shape {x.shape}, the full map {flat.shape}")
-        # centred on its own mean (per token for token_z, per map for map_z), as the correlation centres
-        # every map: a shift common to all of a replicate's cells is not error the comparison sees (every
-        # cell is a mean over about p_occlude of the same perturbations, so that common shift was as large
-        # as the cells' own error on real maps, and the bootstrap put the reliability ~2x too far below 1)
-        if normalization == "token_z":
-            x = x - x.mean(axis=1, keepdims=True)
-        elif normalization == "map_z":
-            x = x - x.mean()
-        else:
-            x = x - shift
-        return x * scale
+        return centre(x) * scale
 
     def boot_error(w: np.ndarray) -> np.ndarray:
         s1 = np.zeros_like(flat)

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core.config import Profile
 from ..evaluate import correlate
 
 __all__ = ["MIN_MEAN", "MIN_TOKEN", "CHECK_PERTURBATIONS", "BackendCheck", "BackendRefused", "resolve",
@@ -31,8 +32,9 @@ __all__ = ["MIN_MEAN", "MIN_TOKEN", "CHECK_PERTURBATIONS", "BackendCheck", "Back
 MIN_MEAN = 0.99
 #: ... and at least this much for every token
 MIN_TOKEN = 0.95
-#: perturbations of a check (the same masks for the reference and the backend)
-CHECK_PERTURBATIONS = 256
+#: perturbations of a check (the same masks for the reference and the backend): the profile's default
+#: (``Profile.backend_check_perturbations``, which the pipeline passes)
+CHECK_PERTURBATIONS = Profile.backend_check_perturbations
 
 
 class BackendRefused(RuntimeError):
